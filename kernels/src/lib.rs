@@ -1,0 +1,1 @@
+//! kiln-kernels: GGML block types, quantized kernels and compute backends.

@@ -1,0 +1,1 @@
+//! kiln-server: the Ollama/OpenAI-compatible HTTP server and the `kiln` command line.

@@ -1,0 +1,2 @@
+//! kiln: a from-scratch GGUF inference engine. This crate re-exports the engine's public API.
+pub use kiln_engine::*;

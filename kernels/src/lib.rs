@@ -1,1 +1,12 @@
 //! kiln-kernels: GGML block types, quantized kernels and compute backends.
+//!
+//! `quants` holds one module per quant family with a scalar reference for everything;
+//! `simd` holds the AVX2 / AVX-512 / NEON dot products, tested against the scalar ones;
+//! `pool` and `matmul` run them across output rows on a persistent thread pool.
+pub mod error;
+pub mod quants;
+pub mod types;
+
+pub use error::KernelError;
+pub use quants::{dequantize_row, quantize_row};
+pub use types::{GgmlType, QK_K};

@@ -1,0 +1,103 @@
+//! WGSL sources and a cache of compiled compute pipelines, keyed by kernel and weight type.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::GpuError;
+use crate::GgmlType;
+
+const QUANT_COMMON: &str = include_str!("../../../shaders/quant/common.wgsl");
+
+/// The kernel bodies; the quantized ones are completed by a `decode_chunk` from `quant_decoder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Body {
+    MulMatVec,
+    MulMat,
+    GetRows,
+    RmsNorm,
+    Rope,
+    Attention,
+    Glu,
+    Add,
+    Scale,
+}
+
+impl Body {
+    fn source(self) -> &'static str {
+        match self {
+            Body::MulMatVec => include_str!("../../../shaders/mul_mat_vec.wgsl"),
+            Body::MulMat => include_str!("../../../shaders/mul_mat.wgsl"),
+            Body::GetRows => include_str!("../../../shaders/get_rows.wgsl"),
+            Body::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
+            Body::Rope => include_str!("../../../shaders/rope.wgsl"),
+            Body::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Body::Glu => include_str!("../../../shaders/glu.wgsl"),
+            Body::Add => include_str!("../../../shaders/add.wgsl"),
+            Body::Scale => include_str!("../../../shaders/scale.wgsl"),
+        }
+    }
+}
+
+/// The WGSL `decode_chunk` for a weight type, or None where the GPU backend has no decoder.
+pub(crate) fn quant_decoder(ty: GgmlType) -> Option<&'static str> {
+    Some(match ty {
+        GgmlType::F32 => include_str!("../../../shaders/quant/f32.wgsl"),
+        GgmlType::F16 => include_str!("../../../shaders/quant/f16.wgsl"),
+        GgmlType::Q4_0 => include_str!("../../../shaders/quant/q4_0.wgsl"),
+        GgmlType::Q4_1 => include_str!("../../../shaders/quant/q4_1.wgsl"),
+        GgmlType::Q5_0 => include_str!("../../../shaders/quant/q5_0.wgsl"),
+        GgmlType::Q8_0 => include_str!("../../../shaders/quant/q8_0.wgsl"),
+        GgmlType::Q4_K => include_str!("../../../shaders/quant/q4_k.wgsl"),
+        GgmlType::Q6_K => include_str!("../../../shaders/quant/q6_k.wgsl"),
+        _ => return None,
+    })
+}
+
+type Key = (Body, Option<GgmlType>);
+
+/// Compiles each (kernel, type) pipeline on first use and hands out shared handles after.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    map: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl PipelineCache {
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        body: Body,
+        ty: Option<GgmlType>,
+    ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(p) = map.get(&(body, ty)) {
+            return Ok(p.clone());
+        }
+        let source = match ty {
+            None => body.source().to_string(),
+            Some(t) => {
+                let decoder = quant_decoder(t).ok_or(GpuError::UnsupportedType(t.name()))?;
+                format!("{QUANT_COMMON}\n{decoder}\n{}", body.source())
+            }
+        };
+        let label = format!("{body:?}/{}", ty.map_or("f32", |t| t.name()));
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation { what: label, msg: err.to_string() });
+        }
+        let pipeline = Arc::new(pipeline);
+        map.insert((body, ty), pipeline.clone());
+        Ok(pipeline)
+    }
+}

@@ -1,1 +1,244 @@
-// placeholder: filled in by its owner
+//! GGUF v2/v3 reader and writer.
+//!
+//! The reader is a leaf: bytes in, typed metadata and zero-copy tensor views out. Every count,
+//! length, dimension, offset and the alignment are checked before use (spec/reliability.md §1,
+//! §5.A), so a hostile file yields a `GgufError` naming the byte offset and key or tensor,
+//! never a panic, and no allocation is sized by a count the file cannot back with bytes.
+//!
+//! File layout (little-endian):
+//! ```text
+//! "GGUF" u32 version | u64 n_tensors | u64 n_kv
+//! n_kv  x { string key | u32 type | value }            string = u64 len + bytes
+//! n_tensors x { string name | u32 n_dims | u64 ne[n_dims] | u32 ggml_type | u64 offset }
+//! padding to general.alignment (default 32)
+//! data section: tensor i at data_start + offset_i, each offset aligned
+//! ```
+mod cursor;
+mod error;
+mod ggml_type;
+pub mod limits;
+mod reader;
+mod summary;
+mod tensor;
+mod value;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+pub use error::GgufError;
+pub use ggml_type::GgmlType;
+pub use summary::{file_type_name, human_parameter_count};
+pub use tensor::TensorInfo;
+pub use value::{Array, StrArray, Value, ValueType};
+pub use writer::GgufWriter;
+
+enum Storage {
+    Mmap(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+/// A parsed, validated GGUF file that owns its bytes (a read-only memory map or a buffer).
+pub struct GgufFile {
+    storage: Storage,
+    version: u32,
+    alignment: u64,
+    metadata: Vec<(String, Value)>,
+    key_index: HashMap<String, usize>,
+    tensors: Vec<TensorInfo>,
+    tensor_index: HashMap<String, usize>,
+    data_offset: u64,
+}
+
+impl GgufFile {
+    /// Memory-maps and validates `path`. Only regular files are accepted.
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref();
+        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(GgufError::NotAFile { path: path.to_path_buf() });
+        }
+        if meta.len() == 0 {
+            return GgufFile::from_bytes(Vec::new());
+        }
+        // SAFETY: the map is read-only and private to this value. Another process truncating
+        // the file while it is mapped would fault on access (SIGBUS); model files are treated as
+        // read-only, as llama.cpp and Ollama do.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        GgufFile::build(Storage::Mmap(map))
+    }
+
+    /// Parses an owned buffer with the same checks as `open`.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile, GgufError> {
+        GgufFile::build(Storage::Owned(bytes))
+    }
+
+    fn build(storage: Storage) -> Result<GgufFile, GgufError> {
+        let bytes: &[u8] = match &storage {
+            Storage::Mmap(m) => m,
+            Storage::Owned(v) => v,
+        };
+        let p = reader::parse(bytes)?;
+        Ok(GgufFile {
+            storage,
+            version: p.version,
+            alignment: p.alignment,
+            metadata: p.metadata,
+            key_index: p.key_index,
+            tensors: p.tensors,
+            tensor_index: p.tensor_index,
+            data_offset: p.data_offset,
+        })
+    }
+
+    /// Validates `bytes` without keeping anything: the entry point for fuzzing and sweeps.
+    pub fn validate(bytes: &[u8]) -> Result<(), GgufError> {
+        reader::parse(bytes).map(|_| ())
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Absolute byte offset of the data section.
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
+    /// Metadata in file order.
+    pub fn metadata(&self) -> &[(String, Value)] {
+        &self.metadata
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.key_index.get(key).and_then(|&i| self.metadata.get(i)).map(|(_, v)| v)
+    }
+
+    fn require(&self, key: &str) -> Result<&Value, GgufError> {
+        self.get(key).ok_or_else(|| GgufError::MissingKey { key: key.to_string() })
+    }
+
+    fn integer<T: TryFrom<i128>>(&self, key: &str, expected: &'static str) -> Result<T, GgufError> {
+        let v = self.require(key)?;
+        let n = v.as_integer().ok_or_else(|| wrong_type(key, expected, v))?;
+        T::try_from(n).map_err(|_| GgufError::OutOfRange { key: key.to_string(), expected, value: n.to_string() })
+    }
+
+    /// Any integer type whose value fits in u32.
+    pub fn get_u32(&self, key: &str) -> Result<u32, GgufError> {
+        self.integer(key, "u32")
+    }
+
+    pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
+        self.integer(key, "u64")
+    }
+
+    pub fn get_i32(&self, key: &str) -> Result<i32, GgufError> {
+        self.integer(key, "i32")
+    }
+
+    /// F32, or F64 narrowed to f32.
+    pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
+        match *self.require(key)? {
+            Value::F32(f) => Ok(f),
+            Value::F64(f) => Ok(f as f32),
+            ref v => Err(wrong_type(key, "f32", v)),
+        }
+    }
+
+    pub fn get_bool(&self, key: &str) -> Result<bool, GgufError> {
+        match *self.require(key)? {
+            Value::Bool(b) => Ok(b),
+            ref v => Err(wrong_type(key, "bool", v)),
+        }
+    }
+
+    pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
+        match self.require(key)? {
+            Value::String(s) => Ok(s),
+            v => Err(wrong_type(key, "string", v)),
+        }
+    }
+
+    pub fn get_array(&self, key: &str) -> Result<&Array, GgufError> {
+        match self.require(key)? {
+            Value::Array(a) => Ok(a),
+            v => Err(wrong_type(key, "array", v)),
+        }
+    }
+
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>, GgufError> {
+        match self.require(key)? {
+            Value::Array(Array::String(a)) => Ok(a.iter().collect()),
+            v => Err(wrong_type(key, "array<string>", v)),
+        }
+    }
+
+    /// An F32 array (F64 narrowed).
+    pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, GgufError> {
+        match self.require(key)? {
+            Value::Array(Array::F32(a)) => Ok(a.clone()),
+            Value::Array(Array::F64(a)) => Ok(a.iter().map(|&f| f as f32).collect()),
+            v => Err(wrong_type(key, "array<f32>", v)),
+        }
+    }
+
+    /// An array of any integer type whose every value fits in i32.
+    pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>, GgufError> {
+        let v = self.require(key)?;
+        let out_of_range = |n: i128| GgufError::OutOfRange { key: key.to_string(), expected: "i32", value: n.to_string() };
+        let conv = |it: &mut dyn Iterator<Item = i128>| -> Result<Vec<i32>, GgufError> {
+            it.map(|n| i32::try_from(n).map_err(|_| out_of_range(n))).collect()
+        };
+        match v {
+            Value::Array(Array::I32(a)) => Ok(a.clone()),
+            Value::Array(Array::U8(a)) => conv(&mut a.iter().map(|&n| n.into())),
+            Value::Array(Array::I8(a)) => conv(&mut a.iter().map(|&n| n.into())),
+            Value::Array(Array::U16(a)) => conv(&mut a.iter().map(|&n| n.into())),
+            Value::Array(Array::I16(a)) => conv(&mut a.iter().map(|&n| n.into())),
+            Value::Array(Array::U32(a)) => conv(&mut a.iter().map(|&n| n.into())),
+            Value::Array(Array::U64(a)) => conv(&mut a.iter().map(|&n| n.into())),
+            Value::Array(Array::I64(a)) => conv(&mut a.iter().map(|&n| n.into())),
+            v => Err(wrong_type(key, "array<i32>", v)),
+        }
+    }
+
+    /// Tensor infos in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).and_then(|&i| self.tensors.get(i))
+    }
+
+    /// The tensor's bytes, zero-copy: exactly `t.n_bytes` long. (Empty if `t` came from
+    /// another file and does not fit this one.)
+    pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
+        let start = self.data_offset.checked_add(t.offset);
+        let end = start.and_then(|s| s.checked_add(t.n_bytes));
+        match (start.map(usize::try_from), end.map(usize::try_from)) {
+            (Some(Ok(s)), Some(Ok(e))) => self.data().get(s..e).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// The whole file's bytes.
+    pub fn data(&self) -> &[u8] {
+        match &self.storage {
+            Storage::Mmap(m) => m,
+            Storage::Owned(v) => v,
+        }
+    }
+}
+
+fn wrong_type(key: &str, expected: &'static str, found: &Value) -> GgufError {
+    GgufError::WrongType { key: key.to_string(), expected, found: found.type_name() }
+}

@@ -4,6 +4,7 @@
 //! `simd` holds the AVX2 / AVX-512 / NEON dot products, tested against the scalar ones;
 //! `pool` and `matmul` run them across output rows on a persistent thread pool.
 pub mod error;
+#[cfg(feature = "gpu")] pub mod gpu;
 pub mod quants;
 pub mod types;
 

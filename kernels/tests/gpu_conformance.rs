@@ -1,0 +1,451 @@
+//! GPU conformance: every wgpu kernel against a plain f32 CPU reference.
+//!
+//! Tolerances (normalized MSE, sum((gpu - ref)^2) / sum(ref^2)): 1e-6 for element-wise ops,
+//! 5e-4 for quantized mat-vec / mat-mat. The references for quantized weights dequantize with
+//! `kiln_kernels::dequantize_row` and accumulate in f64, so a decoding bug shows up as a
+//! gross error, not as rounding.
+//!
+//! Runs on any wgpu adapter (CI: Mesa lavapipe). Where there is none at all the suite prints
+//! "SKIPPED: no wgpu adapter" and passes, unless KILN_REQUIRE_GPU=1 makes that a failure.
+#![cfg(feature = "gpu")]
+
+use std::sync::OnceLock;
+
+use kiln_kernels::gpu::{
+    list_adapters, AttentionParams, GluOp, GpuBuffer, GpuContext, GpuError, RopeMode, RopeParams,
+};
+use kiln_kernels::{dequantize_row, quantize_row, GgmlType};
+
+const ELEMENTWISE_TOL: f64 = 1e-6;
+const QUANT_TOL: f64 = 5e-4;
+
+/// Types with a WGSL decoder.
+const GPU_TYPES: [GgmlType; 8] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+fn ctx() -> Option<&'static GpuContext> {
+    static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let require = std::env::var("KILN_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        let adapters = list_adapters();
+        if adapters.is_empty() {
+            assert!(!require, "KILN_REQUIRE_GPU=1 but no wgpu adapter was found");
+            eprintln!("==================== SKIPPED: no wgpu adapter ====================");
+            return None;
+        }
+        for a in &adapters {
+            eprintln!("adapter {a}");
+        }
+        match GpuContext::new(None) {
+            Ok(c) => {
+                eprintln!("using {}", c.info());
+                Some(c)
+            }
+            Err(e) => panic!("an adapter exists but opening it failed: {e}"),
+        }
+    })
+    .as_ref()
+}
+
+/// Deterministic xorshift values in [-1, 1).
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        assert!(g.is_finite(), "non-finite GPU output {g}");
+        num += (g as f64 - w as f64).powi(2);
+        den += (w as f64).powi(2);
+    }
+    num / den.max(1e-30)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    let e = nmse(got, want);
+    eprintln!("{what}: nmse {e:.3e}");
+    assert!(e <= tol, "{what}: normalized MSE {e:.3e} > {tol:.0e}");
+}
+
+/// Quantizes `n` random rows of `k` and returns (bytes, dequantized f32 rows).
+fn quantized_weight(ty: GgmlType, k: usize, n: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+    let rb = ty.row_bytes(k).expect("k is whole blocks");
+    let src = rand_vec(k * n, seed);
+    let mut bytes = vec![0u8; rb * n];
+    let mut deq = vec![0f32; k * n];
+    for r in 0..n {
+        quantize_row(ty, &src[r * k..(r + 1) * k], &mut bytes[r * rb..(r + 1) * rb]).expect("quantize");
+        dequantize_row(ty, &bytes[r * rb..(r + 1) * rb], &mut deq[r * k..(r + 1) * k]).expect("dequantize");
+    }
+    (bytes, deq)
+}
+
+/// y[t, r] = sum_k w[r, k] x[t, k] in f64.
+fn matmul_ref(w: &[f32], x: &[f32], k: usize, n: usize, n_tokens: usize) -> Vec<f32> {
+    let mut y = vec![0f32; n_tokens * n];
+    for t in 0..n_tokens {
+        for r in 0..n {
+            let s: f64 = (0..k).map(|i| w[r * k + i] as f64 * x[t * k + i] as f64).sum();
+            y[t * n + r] = s as f32;
+        }
+    }
+    y
+}
+
+fn run(ctx: &GpuContext, kernels: &[&kiln_kernels::gpu::Kernel]) {
+    let mut step = ctx.begin_step();
+    for k in kernels {
+        step.record(k);
+    }
+    ctx.submit(step);
+}
+
+fn read(ctx: &GpuContext, b: &GpuBuffer) -> Vec<f32> {
+    ctx.read_f32(b).expect("readback")
+}
+
+/// Row length per type: K-quants need multiples of 256; legacy rows use gemma-3-270m's 640.
+fn k_for(ty: GgmlType) -> usize {
+    if ty.block_size() == 256 {
+        512
+    } else {
+        640
+    }
+}
+
+fn check_mul_mat(ty: GgmlType, n: usize, n_tokens: usize, split_bytes: Option<u64>) {
+    let Some(ctx) = ctx() else { return };
+    let k = k_for(ty);
+    let (bytes, deq) = quantized_weight(ty, k, n, ty.id() as u64 + 7);
+    let x = rand_vec(k * n_tokens, 99);
+    let w = match split_bytes {
+        None => ctx.upload_weight(ty, k, n, &bytes),
+        Some(s) => ctx.upload_weight_split(ty, k, n, &bytes, s),
+    }
+    .expect("upload");
+    if split_bytes.is_some() {
+        assert!(w.n_splits() > 1, "test meant to split the weight");
+    }
+    let xb = ctx.upload_f32(&x).expect("x");
+    let yb = ctx.zeros_f32(n * n_tokens).expect("y");
+    let kern = ctx.mul_mat(&w, &xb, &yb, n_tokens).expect("mul_mat");
+    run(ctx, &[&kern]);
+    let want = matmul_ref(&deq, &x, k, n, n_tokens);
+    let what = format!("mul_mat {} k={k} n={n} tokens={n_tokens} splits={}", ty.name(), w.n_splits());
+    assert_close(&what, &read(ctx, &yb), &want, QUANT_TOL);
+}
+
+#[test]
+fn mul_mat_vec_every_type() {
+    for ty in GPU_TYPES {
+        // 37 rows: not a multiple of the 4 rows a workgroup owns.
+        check_mul_mat(ty, 37, 1, None);
+    }
+}
+
+#[test]
+fn mul_mat_prefill_every_type() {
+    for ty in GPU_TYPES {
+        // 11 tokens: one full 8-token tile and a partial one.
+        check_mul_mat(ty, 21, 11, None);
+    }
+}
+
+#[test]
+fn mul_mat_split_weight() {
+    // Splits of 7 rows: outputs of each split land at their row offset, for both kernels.
+    for ty in [GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q5_0] {
+        let split = (ty.row_bytes(k_for(ty)).unwrap_or(1) * 7) as u64;
+        check_mul_mat(ty, 30, 1, Some(split));
+        check_mul_mat(ty, 30, 3, Some(split));
+    }
+}
+
+#[test]
+fn get_rows_every_type_and_split() {
+    let Some(ctx) = ctx() else { return };
+    for ty in GPU_TYPES {
+        let (k, n) = (k_for(ty), 40);
+        let (bytes, deq) = quantized_weight(ty, k, n, 3 + ty.id() as u64);
+        let split = (ty.row_bytes(k).unwrap_or(1) * 9) as u64;
+        let w = ctx.upload_weight_split(ty, k, n, &bytes, split).expect("upload");
+        let ids: Vec<u32> = vec![0, 39, 8, 9, 17, 17, 26];
+        let scale = 25.3f32; // gemma's sqrt(n_embd) for n_embd 640
+        let idb = ctx.upload_u32(&ids).expect("ids");
+        let out = ctx.zeros_f32(ids.len() * k).expect("out");
+        let kern = ctx.get_rows(&w, &idb, &out, ids.len(), scale).expect("get_rows");
+        run(ctx, &[&kern]);
+        let want: Vec<f32> =
+            ids.iter().flat_map(|&id| deq[id as usize * k..(id as usize + 1) * k].iter().map(|v| v * scale)).collect();
+        assert_close(&format!("get_rows {}", ty.name()), &read(ctx, &out), &want, ELEMENTWISE_TOL);
+    }
+}
+
+fn rms_norm_ref(x: &[f32], w: &[f32], n: usize, eps: f32) -> Vec<f32> {
+    x.chunks(n)
+        .flat_map(|row| {
+            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / n as f64;
+            let inv = 1.0 / (ms + eps as f64).sqrt();
+            row.iter().zip(w).map(move |(&v, &wi)| (v as f64 * inv * wi as f64) as f32)
+        })
+        .collect()
+}
+
+#[test]
+fn rms_norm_rows_and_per_head() {
+    let Some(ctx) = ctx() else { return };
+    // (n, rows): SmolLM2 hidden rows, gemma per-head Q norm (head_dim 256 x 4 heads x 3 tokens),
+    // and a length that is not a multiple of 64.
+    for (n, rows, eps) in [(576, 3, 1e-5f32), (256, 12, 1e-6), (100, 5, 1e-6)] {
+        let x: Vec<f32> = rand_vec(n * rows, n as u64).iter().map(|v| v * 3.0).collect();
+        let w: Vec<f32> = rand_vec(n, 5).iter().map(|v| 1.0 + v).collect();
+        let (xb, wb, yb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&w).unwrap(), ctx.zeros_f32(n * rows).unwrap());
+        let kern = ctx.rms_norm(&xb, &wb, &yb, n, rows, eps).expect("rms_norm");
+        run(ctx, &[&kern]);
+        assert_close(&format!("rms_norm n={n} rows={rows}"), &read(ctx, &yb), &rms_norm_ref(&x, &w, n, eps), ELEMENTWISE_TOL);
+    }
+}
+
+fn rope_ref(x: &mut [f32], pos: &[i32], p: &RopeParams) {
+    let half = p.n_rot / 2;
+    for t in 0..p.n_tokens {
+        for h in 0..p.n_heads {
+            let base = (t * p.n_heads + h) * p.head_dim;
+            for i in 0..half {
+                let theta = pos[t] as f64
+                    * p.freq_scale as f64
+                    * (p.freq_base as f64).powf(-2.0 * i as f64 / p.n_rot as f64);
+                let (s, c) = theta.sin_cos();
+                let (i0, i1) = match p.mode {
+                    RopeMode::Norm => (base + 2 * i, base + 2 * i + 1),
+                    RopeMode::Neox => (base + i, base + i + half),
+                };
+                let (x0, x1) = (x[i0] as f64, x[i1] as f64);
+                x[i0] = (x0 * c - x1 * s) as f32;
+                x[i1] = (x0 * s + x1 * c) as f32;
+            }
+        }
+    }
+}
+
+#[test]
+fn rope_norm_and_neox() {
+    let Some(ctx) = ctx() else { return };
+    let pos: Vec<i32> = vec![0, 1, 7, 130, 511];
+    let cases = [
+        // llama (SmolLM2): NORM, full rotation.
+        RopeParams { n_tokens: 5, n_heads: 3, head_dim: 64, n_rot: 64, mode: RopeMode::Norm, freq_base: 10000.0, freq_scale: 1.0 },
+        // gemma global layer: NEOX, base 1e6, linear scaling 1/8.
+        RopeParams { n_tokens: 5, n_heads: 2, head_dim: 256, n_rot: 256, mode: RopeMode::Neox, freq_base: 1e6, freq_scale: 0.125 },
+        // partial rotation: dims past n_rot stay unchanged.
+        RopeParams { n_tokens: 5, n_heads: 2, head_dim: 64, n_rot: 32, mode: RopeMode::Neox, freq_base: 10000.0, freq_scale: 1.0 },
+        RopeParams { n_tokens: 5, n_heads: 2, head_dim: 64, n_rot: 32, mode: RopeMode::Norm, freq_base: 10000.0, freq_scale: 1.0 },
+    ];
+    for p in cases {
+        let x = rand_vec(p.n_tokens * p.n_heads * p.head_dim, 11);
+        let xb = ctx.upload_f32(&x).unwrap();
+        let pb = ctx.upload_u32(&pos.iter().map(|&v| v as u32).collect::<Vec<_>>()).unwrap();
+        let kern = ctx.rope(&xb, &pb, p).expect("rope");
+        run(ctx, &[&kern]);
+        let mut want = x.clone();
+        rope_ref(&mut want, &pos, &p);
+        assert_close(&format!("rope {p:?}"), &read(ctx, &xb), &want, ELEMENTWISE_TOL);
+    }
+}
+
+fn attention_ref(q: &[f32], k: &[f32], v: &[f32], p: &AttentionParams) -> Vec<f32> {
+    let hd = p.head_dim;
+    let g = p.n_head / p.n_head_kv;
+    let mut out = vec![0f32; p.n_tokens * p.n_head * hd];
+    for t in 0..p.n_tokens {
+        let qpos = p.pos0 + t;
+        for h in 0..p.n_head {
+            let kvh = h / g;
+            let qv = &q[(t * p.n_head + h) * hd..][..hd];
+            let keys: Vec<usize> = (0..p.n_kv)
+                .filter(|&j| j <= qpos && (p.window == 0 || qpos - j < p.window))
+                .collect();
+            let scores: Vec<f64> = keys
+                .iter()
+                .map(|&j| {
+                    let kv = &k[(j * p.n_head_kv + kvh) * hd..][..hd];
+                    qv.iter().zip(kv).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * p.scale as f64
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for d in 0..hd {
+                let acc: f64 = keys.iter().zip(&e).map(|(&j, &w)| w * v[(j * p.n_head_kv + kvh) * hd + d] as f64).sum();
+                out[(t * p.n_head + h) * hd + d] = (acc / sum) as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_causal_window_gqa() {
+    let Some(ctx) = ctx() else { return };
+    let cases = [
+        // decode, SmolLM2-like GQA 9/3, head_dim 64, 150 cached keys (3 tiles, last partial).
+        AttentionParams { n_head: 9, n_head_kv: 3, head_dim: 64, n_tokens: 1, n_kv: 150, pos0: 149, window: 0, scale: 0.125 },
+        // prefill of 7 tokens after 60 cached ones: causal mask inside the batch.
+        AttentionParams { n_head: 4, n_head_kv: 1, head_dim: 256, n_tokens: 7, n_kv: 67, pos0: 60, window: 0, scale: 1.0 },
+        // gemma sliding layer: window 16 keeps keys with qpos - j < 16.
+        AttentionParams { n_head: 4, n_head_kv: 1, head_dim: 256, n_tokens: 5, n_kv: 100, pos0: 95, window: 16, scale: 1.0 },
+        // window larger than the context, and the very first token.
+        AttentionParams { n_head: 2, n_head_kv: 2, head_dim: 32, n_tokens: 3, n_kv: 3, pos0: 0, window: 512, scale: 0.3 },
+    ];
+    for p in cases {
+        let cap = p.n_kv + 5; // cache capacity beyond n_kv holds garbage that must be ignored
+        let q: Vec<f32> = rand_vec(p.n_tokens * p.n_head * p.head_dim, 1).iter().map(|v| v * 2.0).collect();
+        let k: Vec<f32> = rand_vec(cap * p.n_head_kv * p.head_dim, 2).iter().map(|v| v * 2.0).collect();
+        let v = rand_vec(cap * p.n_head_kv * p.head_dim, 3);
+        let (qb, kb, vb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
+        let ob = ctx.zeros_f32(q.len()).unwrap();
+        let kern = ctx.attention(&qb, &kb, &vb, &ob, p).expect("attention");
+        run(ctx, &[&kern]);
+        assert_close(&format!("attention {p:?}"), &read(ctx, &ob), &attention_ref(&q, &k, &v, &p), ELEMENTWISE_TOL);
+    }
+}
+
+#[test]
+fn attention_positions_move_between_steps() {
+    let Some(ctx) = ctx() else { return };
+    let mut p = AttentionParams { n_head: 2, n_head_kv: 1, head_dim: 64, n_tokens: 1, n_kv: 10, pos0: 9, window: 0, scale: 0.125 };
+    let q = rand_vec(2 * 64, 4);
+    let k = rand_vec(80 * 64, 5);
+    let v = rand_vec(80 * 64, 6);
+    let (qb, kb, vb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
+    let ob = ctx.zeros_f32(q.len()).unwrap();
+    let kern = ctx.attention(&qb, &kb, &vb, &ob, p).expect("attention");
+    for n_kv in [10usize, 11, 79] {
+        p.n_kv = n_kv;
+        p.pos0 = n_kv - 1;
+        kern.set_attention_positions(ctx, p.pos0 as u32, n_kv as u32).expect("positions");
+        run(ctx, &[&kern]);
+        assert_close(&format!("attention n_kv={n_kv}"), &read(ctx, &ob), &attention_ref(&q, &k, &v, &p), ELEMENTWISE_TOL);
+    }
+    let add_kernel = ctx.add(&qb, &qb, &ob, 4).unwrap();
+    assert!(add_kernel.set_attention_positions(ctx, 0, 1).is_err(), "only attention has positions");
+}
+
+fn gelu_tanh(x: f64) -> f64 {
+    0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+}
+
+#[test]
+fn glu_add_scale() {
+    let Some(ctx) = ctx() else { return };
+    let n = 1536 * 2 + 17;
+    // Gate values up to +-40 reach the saturated ends of both activations.
+    let gate: Vec<f32> = rand_vec(n, 21).iter().map(|v| v * 40.0).collect();
+    let up = rand_vec(n, 22);
+    let (gb, ub, ob) = (ctx.upload_f32(&gate).unwrap(), ctx.upload_f32(&up).unwrap(), ctx.zeros_f32(n).unwrap());
+    for (op, f) in [(GluOp::Silu, (|x: f64| x / (1.0 + (-x).exp())) as fn(f64) -> f64), (GluOp::GeluTanh, gelu_tanh)] {
+        let kern = ctx.glu(&gb, &ub, &ob, n, op).expect("glu");
+        run(ctx, &[&kern]);
+        let want: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| (f(g as f64) * u as f64) as f32).collect();
+        assert_close(&format!("glu {op:?}"), &read(ctx, &ob), &want, ELEMENTWISE_TOL);
+    }
+    let add = ctx.add(&gb, &ub, &ob, n).expect("add");
+    run(ctx, &[&add]);
+    let want: Vec<f32> = gate.iter().zip(&up).map(|(a, b)| a + b).collect();
+    assert_close("add", &read(ctx, &ob), &want, ELEMENTWISE_TOL);
+    let scale = ctx.scale(&ub, n, -0.0625).expect("scale");
+    run(ctx, &[&scale]);
+    let want: Vec<f32> = up.iter().map(|v| v * -0.0625).collect();
+    assert_close("scale", &read(ctx, &ub), &want, ELEMENTWISE_TOL);
+}
+
+/// A miniature llama block in ONE encoder: embed -> norm -> mat-vec -> rope -> copy into a
+/// cache -> attention -> residual add. Checks that dispatches recorded back to back see each
+/// other's writes (wgpu inserts the barriers) and that a copy can sit between passes.
+#[test]
+fn one_encoder_many_dispatches() {
+    let Some(ctx) = ctx() else { return };
+    let (d, n_vocab, hd) = (64usize, 50usize, 32usize);
+    let (emb_bytes, emb) = quantized_weight(GgmlType::Q8_0, d, n_vocab, 1);
+    let (proj_bytes, proj) = quantized_weight(GgmlType::Q4_0, d, d, 3);
+    let norm_w: Vec<f32> = rand_vec(d, 4).iter().map(|v| 1.0 + 0.5 * v).collect();
+
+    let emb_w = ctx.upload_weight(GgmlType::Q8_0, d, n_vocab, &emb_bytes).unwrap();
+    let proj_w = ctx.upload_weight(GgmlType::Q4_0, d, d, &proj_bytes).unwrap();
+    let norm_b = ctx.upload_f32(&norm_w).unwrap();
+    let ids = ctx.upload_u32(&[17]).unwrap();
+    let pos = ctx.upload_u32(&[3]).unwrap();
+    let h = ctx.zeros_f32(d).unwrap();
+    let x = ctx.zeros_f32(d).unwrap();
+    let qk = ctx.zeros_f32(d).unwrap();
+    let cache = ctx.upload_f32(&rand_vec(4 * d, 9)).unwrap(); // rows 0..3 hold earlier keys
+    let attn = ctx.zeros_f32(d).unwrap();
+    let out = ctx.zeros_f32(d).unwrap();
+
+    let rope_p = RopeParams { n_tokens: 1, n_heads: 2, head_dim: hd, n_rot: hd, mode: RopeMode::Norm, freq_base: 10000.0, freq_scale: 1.0 };
+    let att_p = AttentionParams { n_head: 2, n_head_kv: 2, head_dim: hd, n_tokens: 1, n_kv: 4, pos0: 3, window: 0, scale: 0.2 };
+    let k_embed = ctx.get_rows(&emb_w, &ids, &h, 1, 1.0).unwrap();
+    let k_norm = ctx.rms_norm(&h, &norm_b, &x, d, 1, 1e-5).unwrap();
+    let k_proj = ctx.mul_mat(&proj_w, &x, &qk, 1).unwrap();
+    let k_rope = ctx.rope(&qk, &pos, rope_p).unwrap();
+    let k_attn = ctx.attention(&qk, &cache, &cache, &attn, att_p).unwrap();
+    let k_add = ctx.add(&h, &attn, &out, d).unwrap();
+
+    let mut step = ctx.begin_step();
+    for k in [&k_embed, &k_norm, &k_proj, &k_rope] {
+        step.record(k);
+    }
+    step.copy(&qk, 0, &cache, 3 * d, d).unwrap();
+    step.record(&k_attn);
+    step.record(&k_add);
+    ctx.submit(step);
+    let got = read(ctx, &out);
+
+    // CPU: the same chain.
+    let h_ref = emb[17 * d..18 * d].to_vec();
+    let x_ref = rms_norm_ref(&h_ref, &norm_w, d, 1e-5);
+    let mut qk_ref = matmul_ref(&proj, &x_ref, d, d, 1);
+    rope_ref(&mut qk_ref, &[3], &rope_p);
+    let mut cache_ref = rand_vec(4 * d, 9);
+    cache_ref[3 * d..].copy_from_slice(&qk_ref);
+    let attn_ref = attention_ref(&qk_ref, &cache_ref, &cache_ref, &att_p);
+    let want: Vec<f32> = h_ref.iter().zip(&attn_ref).map(|(a, b)| a + b).collect();
+    assert_close("one encoder chain", &got, &want, QUANT_TOL);
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    let Some(ctx) = ctx() else { return };
+    let (bytes, _) = quantized_weight(GgmlType::Q8_0, 64, 4, 1);
+    assert!(matches!(ctx.upload_weight(GgmlType::Q8_0, 64, 5, &bytes), Err(GpuError::Shape { .. })));
+    assert!(matches!(ctx.upload_weight(GgmlType::Q4_K, 64, 4, &bytes), Err(GpuError::Shape { .. })));
+    let w = ctx.upload_weight(GgmlType::Q8_0, 64, 4, &bytes).unwrap();
+    let x = ctx.zeros_f32(63).unwrap();
+    let y = ctx.zeros_f32(4).unwrap();
+    assert!(matches!(ctx.mul_mat(&w, &x, &y, 1), Err(GpuError::Shape { .. })));
+    let (q2, _) = quantized_weight(GgmlType::Q2_K, 256, 1, 1);
+    let w2 = ctx.upload_weight(GgmlType::Q2_K, 256, 1, &q2).unwrap();
+    let x2 = ctx.zeros_f32(256).unwrap();
+    assert!(matches!(ctx.mul_mat(&w2, &x2, &y, 1), Err(GpuError::UnsupportedType("Q2_K"))));
+    let bad = AttentionParams { n_head: 3, n_head_kv: 2, head_dim: 64, n_tokens: 1, n_kv: 1, pos0: 0, window: 0, scale: 1.0 };
+    assert!(ctx.attention(&x, &x, &x, &x, bad).is_err());
+    assert!(matches!(GpuContext::new(Some(usize::MAX)), Err(GpuError::BadAdapterIndex { .. })));
+}

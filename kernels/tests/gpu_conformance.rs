@@ -449,3 +449,59 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(ctx.attention(&x, &x, &x, &x, bad).is_err());
     assert!(matches!(GpuContext::new(Some(usize::MAX)), Err(GpuError::BadAdapterIndex { .. })));
 }
+
+/// gemma-3-270m's token_embd shape (Q8_0, 640 x 262144, ~178 MB) exceeds lavapipe's 128 MiB
+/// storage binding, so it must be split at the adapter's real limit; lookups and the tied LM
+/// head mat-vec must see rows on both sides of the split.
+#[test]
+fn large_tensor_splits_at_the_real_binding_limit() {
+    let Some(ctx) = ctx() else { return };
+    let (ty, k, n) = (GgmlType::Q8_0, 640usize, 262_144usize);
+    let rb = 680usize;
+    if (rb * n) as u64 <= ctx.max_binding_bytes() {
+        eprintln!("adapter binds {} bytes at once: no split needed, test covers one split only", ctx.max_binding_bytes());
+    }
+    // Synthetic blocks: d = 2^-7 (f16 0x2000), random i8 quants.
+    let mut bytes = vec![0u8; rb * n];
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    for block in bytes.chunks_mut(34) {
+        block[0] = 0x00;
+        block[1] = 0x20;
+        for q in block[2..].chunks_mut(8) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            q.copy_from_slice(&s.to_le_bytes()[..q.len()]);
+        }
+    }
+    let w = ctx.upload_weight(ty, k, n, &bytes).expect("upload");
+    let expect_splits = ((rb * n) as u64).div_ceil(ctx.max_binding_bytes() / rb as u64 * rb as u64) as usize;
+    assert_eq!(w.n_splits(), expect_splits, "splits at the binding limit");
+    let row = |r: usize| {
+        let mut out = vec![0f32; k];
+        dequantize_row(ty, &bytes[r * rb..(r + 1) * rb], &mut out).expect("dequantize");
+        out
+    };
+
+    let ids: Vec<u32> = vec![0, 197_378, 197_379, 262_143];
+    let idb = ctx.upload_u32(&ids).unwrap();
+    let emb = ctx.zeros_f32(ids.len() * k).unwrap();
+    let x = rand_vec(k, 77);
+    let xb = ctx.upload_f32(&x).unwrap();
+    let logits = ctx.zeros_f32(n).unwrap();
+    let k_rows = ctx.get_rows(&w, &idb, &emb, ids.len(), 1.0).unwrap();
+    let k_head = ctx.mul_mat(&w, &xb, &logits, 1).unwrap();
+    run(ctx, &[&k_rows, &k_head]);
+
+    let want_emb: Vec<f32> = ids.iter().flat_map(|&id| row(id as usize)).collect();
+    assert_close("large get_rows", &read(ctx, &emb), &want_emb, ELEMENTWISE_TOL);
+    let got = read(ctx, &logits);
+    // Every 97th row plus the rows next to the split boundaries.
+    let check: Vec<usize> = (0..n).step_by(97).chain([197_378, 197_379, n - 1]).collect();
+    let want: Vec<f32> = check
+        .iter()
+        .map(|&r| row(r).iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() as f32)
+        .collect();
+    let got_sel: Vec<f32> = check.iter().map(|&r| got[r]).collect();
+    assert_close("large mat-vec (tied LM head)", &got_sel, &want, QUANT_TOL);
+}

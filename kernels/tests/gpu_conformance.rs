@@ -92,8 +92,18 @@ fn quantized_weight(ty: GgmlType, k: usize, n: usize, seed: u64) -> (Vec<u8>, Ve
     let mut bytes = vec![0u8; rb * n];
     let mut deq = vec![0f32; k * n];
     for r in 0..n {
-        quantize_row(ty, &src[r * k..(r + 1) * k], &mut bytes[r * rb..(r + 1) * rb]).expect("quantize");
-        dequantize_row(ty, &bytes[r * rb..(r + 1) * rb], &mut deq[r * k..(r + 1) * k]).expect("dequantize");
+        quantize_row(
+            ty,
+            &src[r * k..(r + 1) * k],
+            &mut bytes[r * rb..(r + 1) * rb],
+        )
+        .expect("quantize");
+        dequantize_row(
+            ty,
+            &bytes[r * rb..(r + 1) * rb],
+            &mut deq[r * k..(r + 1) * k],
+        )
+        .expect("dequantize");
     }
     (bytes, deq)
 }
@@ -103,7 +113,9 @@ fn matmul_ref(w: &[f32], x: &[f32], k: usize, n: usize, n_tokens: usize) -> Vec<
     let mut y = vec![0f32; n_tokens * n];
     for t in 0..n_tokens {
         for r in 0..n {
-            let s: f64 = (0..k).map(|i| w[r * k + i] as f64 * x[t * k + i] as f64).sum();
+            let s: f64 = (0..k)
+                .map(|i| w[r * k + i] as f64 * x[t * k + i] as f64)
+                .sum();
             y[t * n + r] = s as f32;
         }
     }
@@ -149,7 +161,11 @@ fn check_mul_mat(ty: GgmlType, n: usize, n_tokens: usize, split_bytes: Option<u6
     let kern = ctx.mul_mat(&w, &xb, &yb, n_tokens).expect("mul_mat");
     run(ctx, &[&kern]);
     let want = matmul_ref(&deq, &x, k, n, n_tokens);
-    let what = format!("mul_mat {} k={k} n={n} tokens={n_tokens} splits={}", ty.name(), w.n_splits());
+    let what = format!(
+        "mul_mat {} k={k} n={n} tokens={n_tokens} splits={}",
+        ty.name(),
+        w.n_splits()
+    );
     assert_close(&what, &read(ctx, &yb), &want, QUANT_TOL);
 }
 
@@ -186,16 +202,31 @@ fn get_rows_every_type_and_split() {
         let (k, n) = (k_for(ty), 40);
         let (bytes, deq) = quantized_weight(ty, k, n, 3 + ty.id() as u64);
         let split = (ty.row_bytes(k).unwrap_or(1) * 9) as u64;
-        let w = ctx.upload_weight_split(ty, k, n, &bytes, split).expect("upload");
+        let w = ctx
+            .upload_weight_split(ty, k, n, &bytes, split)
+            .expect("upload");
         let ids: Vec<u32> = vec![0, 39, 8, 9, 17, 17, 26];
         let scale = 25.3f32; // gemma's sqrt(n_embd) for n_embd 640
         let idb = ctx.upload_u32(&ids).expect("ids");
         let out = ctx.zeros_f32(ids.len() * k).expect("out");
-        let kern = ctx.get_rows(&w, &idb, &out, ids.len(), scale).expect("get_rows");
+        let kern = ctx
+            .get_rows(&w, &idb, &out, ids.len(), scale)
+            .expect("get_rows");
         run(ctx, &[&kern]);
-        let want: Vec<f32> =
-            ids.iter().flat_map(|&id| deq[id as usize * k..(id as usize + 1) * k].iter().map(|v| v * scale)).collect();
-        assert_close(&format!("get_rows {}", ty.name()), &read(ctx, &out), &want, ELEMENTWISE_TOL);
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&id| {
+                deq[id as usize * k..(id as usize + 1) * k]
+                    .iter()
+                    .map(|v| v * scale)
+            })
+            .collect();
+        assert_close(
+            &format!("get_rows {}", ty.name()),
+            &read(ctx, &out),
+            &want,
+            ELEMENTWISE_TOL,
+        );
     }
 }
 
@@ -204,7 +235,9 @@ fn rms_norm_ref(x: &[f32], w: &[f32], n: usize, eps: f32) -> Vec<f32> {
         .flat_map(|row| {
             let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / n as f64;
             let inv = 1.0 / (ms + eps as f64).sqrt();
-            row.iter().zip(w).map(move |(&v, &wi)| (v as f64 * inv * wi as f64) as f32)
+            row.iter()
+                .zip(w)
+                .map(move |(&v, &wi)| (v as f64 * inv * wi as f64) as f32)
         })
         .collect()
 }
@@ -215,22 +248,34 @@ fn rms_norm_rows_and_per_head() {
     // (n, rows): SmolLM2 hidden rows, gemma per-head Q norm (head_dim 256 x 4 heads x 3 tokens),
     // and a length that is not a multiple of 64.
     for (n, rows, eps) in [(576, 3, 1e-5f32), (256, 12, 1e-6), (100, 5, 1e-6)] {
-        let x: Vec<f32> = rand_vec(n * rows, n as u64).iter().map(|v| v * 3.0).collect();
+        let x: Vec<f32> = rand_vec(n * rows, n as u64)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect();
         let w: Vec<f32> = rand_vec(n, 5).iter().map(|v| 1.0 + v).collect();
-        let (xb, wb, yb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&w).unwrap(), ctx.zeros_f32(n * rows).unwrap());
+        let (xb, wb, yb) = (
+            ctx.upload_f32(&x).unwrap(),
+            ctx.upload_f32(&w).unwrap(),
+            ctx.zeros_f32(n * rows).unwrap(),
+        );
         let kern = ctx.rms_norm(&xb, &wb, &yb, n, rows, eps).expect("rms_norm");
         run(ctx, &[&kern]);
-        assert_close(&format!("rms_norm n={n} rows={rows}"), &read(ctx, &yb), &rms_norm_ref(&x, &w, n, eps), ELEMENTWISE_TOL);
+        assert_close(
+            &format!("rms_norm n={n} rows={rows}"),
+            &read(ctx, &yb),
+            &rms_norm_ref(&x, &w, n, eps),
+            ELEMENTWISE_TOL,
+        );
     }
 }
 
 fn rope_ref(x: &mut [f32], pos: &[i32], p: &RopeParams) {
     let half = p.n_rot / 2;
-    for t in 0..p.n_tokens {
+    for (t, &pos_t) in pos.iter().enumerate().take(p.n_tokens) {
         for h in 0..p.n_heads {
             let base = (t * p.n_heads + h) * p.head_dim;
             for i in 0..half {
-                let theta = pos[t] as f64
+                let theta = pos_t as f64
                     * p.freq_scale as f64
                     * (p.freq_base as f64).powf(-2.0 * i as f64 / p.n_rot as f64);
                 let (s, c) = theta.sin_cos();
@@ -252,22 +297,61 @@ fn rope_norm_and_neox() {
     let pos: Vec<i32> = vec![0, 1, 7, 130, 511];
     let cases = [
         // llama (SmolLM2): NORM, full rotation.
-        RopeParams { n_tokens: 5, n_heads: 3, head_dim: 64, n_rot: 64, mode: RopeMode::Norm, freq_base: 10000.0, freq_scale: 1.0 },
+        RopeParams {
+            n_tokens: 5,
+            n_heads: 3,
+            head_dim: 64,
+            n_rot: 64,
+            mode: RopeMode::Norm,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+        },
         // gemma global layer: NEOX, base 1e6, linear scaling 1/8.
-        RopeParams { n_tokens: 5, n_heads: 2, head_dim: 256, n_rot: 256, mode: RopeMode::Neox, freq_base: 1e6, freq_scale: 0.125 },
+        RopeParams {
+            n_tokens: 5,
+            n_heads: 2,
+            head_dim: 256,
+            n_rot: 256,
+            mode: RopeMode::Neox,
+            freq_base: 1e6,
+            freq_scale: 0.125,
+        },
         // partial rotation: dims past n_rot stay unchanged.
-        RopeParams { n_tokens: 5, n_heads: 2, head_dim: 64, n_rot: 32, mode: RopeMode::Neox, freq_base: 10000.0, freq_scale: 1.0 },
-        RopeParams { n_tokens: 5, n_heads: 2, head_dim: 64, n_rot: 32, mode: RopeMode::Norm, freq_base: 10000.0, freq_scale: 1.0 },
+        RopeParams {
+            n_tokens: 5,
+            n_heads: 2,
+            head_dim: 64,
+            n_rot: 32,
+            mode: RopeMode::Neox,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+        },
+        RopeParams {
+            n_tokens: 5,
+            n_heads: 2,
+            head_dim: 64,
+            n_rot: 32,
+            mode: RopeMode::Norm,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+        },
     ];
     for p in cases {
         let x = rand_vec(p.n_tokens * p.n_heads * p.head_dim, 11);
         let xb = ctx.upload_f32(&x).unwrap();
-        let pb = ctx.upload_u32(&pos.iter().map(|&v| v as u32).collect::<Vec<_>>()).unwrap();
+        let pb = ctx
+            .upload_u32(&pos.iter().map(|&v| v as u32).collect::<Vec<_>>())
+            .unwrap();
         let kern = ctx.rope(&xb, &pb, p).expect("rope");
         run(ctx, &[&kern]);
         let mut want = x.clone();
         rope_ref(&mut want, &pos, &p);
-        assert_close(&format!("rope {p:?}"), &read(ctx, &xb), &want, ELEMENTWISE_TOL);
+        assert_close(
+            &format!("rope {p:?}"),
+            &read(ctx, &xb),
+            &want,
+            ELEMENTWISE_TOL,
+        );
     }
 }
 
@@ -287,14 +371,22 @@ fn attention_ref(q: &[f32], k: &[f32], v: &[f32], p: &AttentionParams) -> Vec<f3
                 .iter()
                 .map(|&j| {
                     let kv = &k[(j * p.n_head_kv + kvh) * hd..][..hd];
-                    qv.iter().zip(kv).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * p.scale as f64
+                    qv.iter()
+                        .zip(kv)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        * p.scale as f64
                 })
                 .collect();
             let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let sum: f64 = e.iter().sum();
             for d in 0..hd {
-                let acc: f64 = keys.iter().zip(&e).map(|(&j, &w)| w * v[(j * p.n_head_kv + kvh) * hd + d] as f64).sum();
+                let acc: f64 = keys
+                    .iter()
+                    .zip(&e)
+                    .map(|(&j, &w)| w * v[(j * p.n_head_kv + kvh) * hd + d] as f64)
+                    .sum();
                 out[(t * p.n_head + h) * hd + d] = (acc / sum) as f32;
             }
         }
@@ -307,46 +399,119 @@ fn attention_causal_window_gqa() {
     let Some(ctx) = ctx() else { return };
     let cases = [
         // decode, SmolLM2-like GQA 9/3, head_dim 64, 150 cached keys (3 tiles, last partial).
-        AttentionParams { n_head: 9, n_head_kv: 3, head_dim: 64, n_tokens: 1, n_kv: 150, pos0: 149, window: 0, scale: 0.125 },
+        AttentionParams {
+            n_head: 9,
+            n_head_kv: 3,
+            head_dim: 64,
+            n_tokens: 1,
+            n_kv: 150,
+            pos0: 149,
+            window: 0,
+            scale: 0.125,
+        },
         // prefill of 7 tokens after 60 cached ones: causal mask inside the batch.
-        AttentionParams { n_head: 4, n_head_kv: 1, head_dim: 256, n_tokens: 7, n_kv: 67, pos0: 60, window: 0, scale: 1.0 },
+        AttentionParams {
+            n_head: 4,
+            n_head_kv: 1,
+            head_dim: 256,
+            n_tokens: 7,
+            n_kv: 67,
+            pos0: 60,
+            window: 0,
+            scale: 1.0,
+        },
         // gemma sliding layer: window 16 keeps keys with qpos - j < 16.
-        AttentionParams { n_head: 4, n_head_kv: 1, head_dim: 256, n_tokens: 5, n_kv: 100, pos0: 95, window: 16, scale: 1.0 },
+        AttentionParams {
+            n_head: 4,
+            n_head_kv: 1,
+            head_dim: 256,
+            n_tokens: 5,
+            n_kv: 100,
+            pos0: 95,
+            window: 16,
+            scale: 1.0,
+        },
         // window larger than the context, and the very first token.
-        AttentionParams { n_head: 2, n_head_kv: 2, head_dim: 32, n_tokens: 3, n_kv: 3, pos0: 0, window: 512, scale: 0.3 },
+        AttentionParams {
+            n_head: 2,
+            n_head_kv: 2,
+            head_dim: 32,
+            n_tokens: 3,
+            n_kv: 3,
+            pos0: 0,
+            window: 512,
+            scale: 0.3,
+        },
     ];
     for p in cases {
         let cap = p.n_kv + 5; // cache capacity beyond n_kv holds garbage that must be ignored
-        let q: Vec<f32> = rand_vec(p.n_tokens * p.n_head * p.head_dim, 1).iter().map(|v| v * 2.0).collect();
-        let k: Vec<f32> = rand_vec(cap * p.n_head_kv * p.head_dim, 2).iter().map(|v| v * 2.0).collect();
+        let q: Vec<f32> = rand_vec(p.n_tokens * p.n_head * p.head_dim, 1)
+            .iter()
+            .map(|v| v * 2.0)
+            .collect();
+        let k: Vec<f32> = rand_vec(cap * p.n_head_kv * p.head_dim, 2)
+            .iter()
+            .map(|v| v * 2.0)
+            .collect();
         let v = rand_vec(cap * p.n_head_kv * p.head_dim, 3);
-        let (qb, kb, vb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
+        let (qb, kb, vb) = (
+            ctx.upload_f32(&q).unwrap(),
+            ctx.upload_f32(&k).unwrap(),
+            ctx.upload_f32(&v).unwrap(),
+        );
         let ob = ctx.zeros_f32(q.len()).unwrap();
         let kern = ctx.attention(&qb, &kb, &vb, &ob, p).expect("attention");
         run(ctx, &[&kern]);
-        assert_close(&format!("attention {p:?}"), &read(ctx, &ob), &attention_ref(&q, &k, &v, &p), ELEMENTWISE_TOL);
+        assert_close(
+            &format!("attention {p:?}"),
+            &read(ctx, &ob),
+            &attention_ref(&q, &k, &v, &p),
+            ELEMENTWISE_TOL,
+        );
     }
 }
 
 #[test]
 fn attention_positions_move_between_steps() {
     let Some(ctx) = ctx() else { return };
-    let mut p = AttentionParams { n_head: 2, n_head_kv: 1, head_dim: 64, n_tokens: 1, n_kv: 10, pos0: 9, window: 0, scale: 0.125 };
+    let mut p = AttentionParams {
+        n_head: 2,
+        n_head_kv: 1,
+        head_dim: 64,
+        n_tokens: 1,
+        n_kv: 10,
+        pos0: 9,
+        window: 0,
+        scale: 0.125,
+    };
     let q = rand_vec(2 * 64, 4);
     let k = rand_vec(80 * 64, 5);
     let v = rand_vec(80 * 64, 6);
-    let (qb, kb, vb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
+    let (qb, kb, vb) = (
+        ctx.upload_f32(&q).unwrap(),
+        ctx.upload_f32(&k).unwrap(),
+        ctx.upload_f32(&v).unwrap(),
+    );
     let ob = ctx.zeros_f32(q.len()).unwrap();
     let kern = ctx.attention(&qb, &kb, &vb, &ob, p).expect("attention");
     for n_kv in [10usize, 11, 79] {
         p.n_kv = n_kv;
         p.pos0 = n_kv - 1;
-        kern.set_attention_positions(ctx, p.pos0 as u32, n_kv as u32).expect("positions");
+        kern.set_attention_positions(ctx, p.pos0 as u32, n_kv as u32)
+            .expect("positions");
         run(ctx, &[&kern]);
-        assert_close(&format!("attention n_kv={n_kv}"), &read(ctx, &ob), &attention_ref(&q, &k, &v, &p), ELEMENTWISE_TOL);
+        assert_close(
+            &format!("attention n_kv={n_kv}"),
+            &read(ctx, &ob),
+            &attention_ref(&q, &k, &v, &p),
+            ELEMENTWISE_TOL,
+        );
     }
     let add_kernel = ctx.add(&qb, &qb, &ob, 4).unwrap();
-    assert!(add_kernel.set_attention_positions(ctx, 0, 1).is_err(), "only attention has positions");
+    assert!(
+        add_kernel.set_attention_positions(ctx, 0, 1).is_err(),
+        "only attention has positions"
+    );
 }
 
 fn gelu_tanh(x: f64) -> f64 {
@@ -360,12 +525,31 @@ fn glu_add_scale() {
     // Gate values up to +-40 reach the saturated ends of both activations.
     let gate: Vec<f32> = rand_vec(n, 21).iter().map(|v| v * 40.0).collect();
     let up = rand_vec(n, 22);
-    let (gb, ub, ob) = (ctx.upload_f32(&gate).unwrap(), ctx.upload_f32(&up).unwrap(), ctx.zeros_f32(n).unwrap());
-    for (op, f) in [(GluOp::Silu, (|x: f64| x / (1.0 + (-x).exp())) as fn(f64) -> f64), (GluOp::GeluTanh, gelu_tanh)] {
+    let (gb, ub, ob) = (
+        ctx.upload_f32(&gate).unwrap(),
+        ctx.upload_f32(&up).unwrap(),
+        ctx.zeros_f32(n).unwrap(),
+    );
+    for (op, f) in [
+        (
+            GluOp::Silu,
+            (|x: f64| x / (1.0 + (-x).exp())) as fn(f64) -> f64,
+        ),
+        (GluOp::GeluTanh, gelu_tanh),
+    ] {
         let kern = ctx.glu(&gb, &ub, &ob, n, op).expect("glu");
         run(ctx, &[&kern]);
-        let want: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| (f(g as f64) * u as f64) as f32).collect();
-        assert_close(&format!("glu {op:?}"), &read(ctx, &ob), &want, ELEMENTWISE_TOL);
+        let want: Vec<f32> = gate
+            .iter()
+            .zip(&up)
+            .map(|(&g, &u)| (f(g as f64) * u as f64) as f32)
+            .collect();
+        assert_close(
+            &format!("glu {op:?}"),
+            &read(ctx, &ob),
+            &want,
+            ELEMENTWISE_TOL,
+        );
     }
     let add = ctx.add(&gb, &ub, &ob, n).expect("add");
     run(ctx, &[&add]);
@@ -388,8 +572,12 @@ fn one_encoder_many_dispatches() {
     let (proj_bytes, proj) = quantized_weight(GgmlType::Q4_0, d, d, 3);
     let norm_w: Vec<f32> = rand_vec(d, 4).iter().map(|v| 1.0 + 0.5 * v).collect();
 
-    let emb_w = ctx.upload_weight(GgmlType::Q8_0, d, n_vocab, &emb_bytes).unwrap();
-    let proj_w = ctx.upload_weight(GgmlType::Q4_0, d, d, &proj_bytes).unwrap();
+    let emb_w = ctx
+        .upload_weight(GgmlType::Q8_0, d, n_vocab, &emb_bytes)
+        .unwrap();
+    let proj_w = ctx
+        .upload_weight(GgmlType::Q4_0, d, d, &proj_bytes)
+        .unwrap();
     let norm_b = ctx.upload_f32(&norm_w).unwrap();
     let ids = ctx.upload_u32(&[17]).unwrap();
     let pos = ctx.upload_u32(&[3]).unwrap();
@@ -400,8 +588,25 @@ fn one_encoder_many_dispatches() {
     let attn = ctx.zeros_f32(d).unwrap();
     let out = ctx.zeros_f32(d).unwrap();
 
-    let rope_p = RopeParams { n_tokens: 1, n_heads: 2, head_dim: hd, n_rot: hd, mode: RopeMode::Norm, freq_base: 10000.0, freq_scale: 1.0 };
-    let att_p = AttentionParams { n_head: 2, n_head_kv: 2, head_dim: hd, n_tokens: 1, n_kv: 4, pos0: 3, window: 0, scale: 0.2 };
+    let rope_p = RopeParams {
+        n_tokens: 1,
+        n_heads: 2,
+        head_dim: hd,
+        n_rot: hd,
+        mode: RopeMode::Norm,
+        freq_base: 10000.0,
+        freq_scale: 1.0,
+    };
+    let att_p = AttentionParams {
+        n_head: 2,
+        n_head_kv: 2,
+        head_dim: hd,
+        n_tokens: 1,
+        n_kv: 4,
+        pos0: 3,
+        window: 0,
+        scale: 0.2,
+    };
     let k_embed = ctx.get_rows(&emb_w, &ids, &h, 1, 1.0).unwrap();
     let k_norm = ctx.rms_norm(&h, &norm_b, &x, d, 1, 1e-5).unwrap();
     let k_proj = ctx.mul_mat(&proj_w, &x, &qk, 1).unwrap();
@@ -435,19 +640,43 @@ fn one_encoder_many_dispatches() {
 fn bad_shapes_are_errors_not_panics() {
     let Some(ctx) = ctx() else { return };
     let (bytes, _) = quantized_weight(GgmlType::Q8_0, 64, 4, 1);
-    assert!(matches!(ctx.upload_weight(GgmlType::Q8_0, 64, 5, &bytes), Err(GpuError::Shape { .. })));
-    assert!(matches!(ctx.upload_weight(GgmlType::Q4_K, 64, 4, &bytes), Err(GpuError::Shape { .. })));
+    assert!(matches!(
+        ctx.upload_weight(GgmlType::Q8_0, 64, 5, &bytes),
+        Err(GpuError::Shape { .. })
+    ));
+    assert!(matches!(
+        ctx.upload_weight(GgmlType::Q4_K, 64, 4, &bytes),
+        Err(GpuError::Shape { .. })
+    ));
     let w = ctx.upload_weight(GgmlType::Q8_0, 64, 4, &bytes).unwrap();
     let x = ctx.zeros_f32(63).unwrap();
     let y = ctx.zeros_f32(4).unwrap();
-    assert!(matches!(ctx.mul_mat(&w, &x, &y, 1), Err(GpuError::Shape { .. })));
+    assert!(matches!(
+        ctx.mul_mat(&w, &x, &y, 1),
+        Err(GpuError::Shape { .. })
+    ));
     let (q2, _) = quantized_weight(GgmlType::Q2_K, 256, 1, 1);
     let w2 = ctx.upload_weight(GgmlType::Q2_K, 256, 1, &q2).unwrap();
     let x2 = ctx.zeros_f32(256).unwrap();
-    assert!(matches!(ctx.mul_mat(&w2, &x2, &y, 1), Err(GpuError::UnsupportedType("Q2_K"))));
-    let bad = AttentionParams { n_head: 3, n_head_kv: 2, head_dim: 64, n_tokens: 1, n_kv: 1, pos0: 0, window: 0, scale: 1.0 };
+    assert!(matches!(
+        ctx.mul_mat(&w2, &x2, &y, 1),
+        Err(GpuError::UnsupportedType("Q2_K"))
+    ));
+    let bad = AttentionParams {
+        n_head: 3,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_tokens: 1,
+        n_kv: 1,
+        pos0: 0,
+        window: 0,
+        scale: 1.0,
+    };
     assert!(ctx.attention(&x, &x, &x, &x, bad).is_err());
-    assert!(matches!(GpuContext::new(Some(usize::MAX)), Err(GpuError::BadAdapterIndex { .. })));
+    assert!(matches!(
+        GpuContext::new(Some(usize::MAX)),
+        Err(GpuError::BadAdapterIndex { .. })
+    ));
 }
 
 /// gemma-3-270m's token_embd shape (Q8_0, 640 x 262144, ~178 MB) exceeds lavapipe's 128 MiB
@@ -459,7 +688,10 @@ fn large_tensor_splits_at_the_real_binding_limit() {
     let (ty, k, n) = (GgmlType::Q8_0, 640usize, 262_144usize);
     let rb = 680usize;
     if (rb * n) as u64 <= ctx.max_binding_bytes() {
-        eprintln!("adapter binds {} bytes at once: no split needed, test covers one split only", ctx.max_binding_bytes());
+        eprintln!(
+            "adapter binds {} bytes at once: no split needed, test covers one split only",
+            ctx.max_binding_bytes()
+        );
     }
     // Synthetic blocks: d = 2^-7 (f16 0x2000), random i8 quants.
     let mut bytes = vec![0u8; rb * n];
@@ -475,7 +707,8 @@ fn large_tensor_splits_at_the_real_binding_limit() {
         }
     }
     let w = ctx.upload_weight(ty, k, n, &bytes).expect("upload");
-    let expect_splits = ((rb * n) as u64).div_ceil(ctx.max_binding_bytes() / rb as u64 * rb as u64) as usize;
+    let expect_splits =
+        ((rb * n) as u64).div_ceil(ctx.max_binding_bytes() / rb as u64 * rb as u64) as usize;
     assert_eq!(w.n_splits(), expect_splits, "splits at the binding limit");
     let row = |r: usize| {
         let mut out = vec![0f32; k];
@@ -494,13 +727,27 @@ fn large_tensor_splits_at_the_real_binding_limit() {
     run(ctx, &[&k_rows, &k_head]);
 
     let want_emb: Vec<f32> = ids.iter().flat_map(|&id| row(id as usize)).collect();
-    assert_close("large get_rows", &read(ctx, &emb), &want_emb, ELEMENTWISE_TOL);
+    assert_close(
+        "large get_rows",
+        &read(ctx, &emb),
+        &want_emb,
+        ELEMENTWISE_TOL,
+    );
     let got = read(ctx, &logits);
     // Every 97th row plus the rows next to the split boundaries.
-    let check: Vec<usize> = (0..n).step_by(97).chain([197_378, 197_379, n - 1]).collect();
+    let check: Vec<usize> = (0..n)
+        .step_by(97)
+        .chain([197_378, 197_379, n - 1])
+        .collect();
     let want: Vec<f32> = check
         .iter()
-        .map(|&r| row(r).iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() as f32)
+        .map(|&r| {
+            row(r)
+                .iter()
+                .zip(&x)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>() as f32
+        })
         .collect();
     let got_sel: Vec<f32> = check.iter().map(|&r| got[r]).collect();
     assert_close("large mat-vec (tied LM head)", &got_sel, &want, QUANT_TOL);

@@ -87,5 +87,9 @@ pub(crate) fn describe(index: usize, adapter: &wgpu::Adapter) -> AdapterInfo {
 /// All adapters wgpu can see, best first; empty when there is none (no driver installed).
 pub fn list_adapters() -> Vec<AdapterInfo> {
     let instance = instance();
-    ranked_adapters(&instance).iter().enumerate().map(|(i, a)| describe(i, a)).collect()
+    ranked_adapters(&instance)
+        .iter()
+        .enumerate()
+        .map(|(i, a)| describe(i, a))
+        .collect()
 }

@@ -28,7 +28,10 @@ impl Step {
         let encoder = &mut self.encoder;
         let pass = self.pass.get_or_insert_with(|| {
             encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None })
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
                 .forget_lifetime()
         });
         kernel.encode(pass);
@@ -44,9 +47,13 @@ impl Step {
         n: usize,
     ) -> Result<(), GpuError> {
         if src_off + n > src.len || dst_off + n > dst.len {
-            return Err(shape_err("copy", format!(
-                "{n} elements from {src_off} of {} into {dst_off} of {}", src.len, dst.len
-            )));
+            return Err(shape_err(
+                "copy",
+                format!(
+                    "{n} elements from {src_off} of {} into {dst_off} of {}",
+                    src.len, dst.len
+                ),
+            ));
         }
         self.pass = None; // a copy cannot sit inside a compute pass
         self.encoder.copy_buffer_to_buffer(
@@ -85,8 +92,17 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), msg: e.to_string() })?;
-        Ok(GpuContext { device, queue, pipelines: PipelineCache::default(), info, limits })
+        .map_err(|e| GpuError::RequestDevice {
+            adapter: info.name.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(GpuContext {
+            device,
+            queue,
+            pipelines: PipelineCache::default(),
+            info,
+            limits,
+        })
     }
 
     pub fn info(&self) -> &AdapterInfo {
@@ -108,39 +124,56 @@ impl GpuContext {
     /// Largest byte size one storage binding may have on this device.
     pub fn max_binding_bytes(&self) -> u64 {
         // u32 byte offsets inside the shaders cap a binding at 2 GiB as well.
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size).min(1 << 31)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+            .min(1 << 31)
     }
 
     fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
         let size = (len.max(1) * 4) as u64;
         if size > self.max_binding_bytes() {
-            return Err(shape_err("buffer", format!(
-                "{label}: {size} bytes exceed the {}-byte binding limit", self.max_binding_bytes()
-            )));
+            return Err(shape_err(
+                "buffer",
+                format!(
+                    "{label}: {size} bytes exceed the {}-byte binding limit",
+                    self.max_binding_bytes()
+                ),
+            ));
         }
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
 
     /// A zero-filled buffer of `len` 4-byte elements.
     pub fn zeros_f32(&self, len: usize) -> Result<GpuBuffer, GpuError> {
-        Ok(GpuBuffer { buffer: self.storage("f32", len)?, len })
+        Ok(GpuBuffer {
+            buffer: self.storage("f32", len)?,
+            len,
+        })
     }
 
     pub fn upload_f32(&self, data: &[f32]) -> Result<GpuBuffer, GpuError> {
         let buf = self.zeros_f32(data.len())?;
-        self.queue.write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
         Ok(buf)
     }
 
     /// Token ids (u32) or positions (i32 reinterpreted) as a storage buffer.
     pub fn upload_u32(&self, data: &[u32]) -> Result<GpuBuffer, GpuError> {
-        let buf = GpuBuffer { buffer: self.storage("u32", data.len())?, len: data.len() };
-        self.queue.write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+        let buf = GpuBuffer {
+            buffer: self.storage("u32", data.len())?,
+            len: data.len(),
+        };
+        self.queue
+            .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
         Ok(buf)
     }
 
@@ -155,17 +188,27 @@ impl GpuContext {
 
     fn write_words(&self, buf: &GpuBuffer, offset: usize, bytes: &[u8]) -> Result<(), GpuError> {
         if offset + bytes.len() / 4 > buf.len {
-            return Err(shape_err("write", format!("{} words at {offset} into {}", bytes.len() / 4, buf.len)));
+            return Err(shape_err(
+                "write",
+                format!("{} words at {offset} into {}", bytes.len() / 4, buf.len),
+            ));
         }
         if !bytes.is_empty() {
-            self.queue.write_buffer(&buf.buffer, (offset * 4) as u64, bytes);
+            self.queue
+                .write_buffer(&buf.buffer, (offset * 4) as u64, bytes);
         }
         Ok(())
     }
 
     /// Uploads a GGUF weight `ne = [k, n]` as its raw block bytes (no f32 copy), split by rows
     /// across buffers that each fit one storage binding; each split is padded to 4 bytes.
-    pub fn upload_weight(&self, ty: GgmlType, k: usize, n: usize, bytes: &[u8]) -> Result<GpuWeight, GpuError> {
+    pub fn upload_weight(
+        &self,
+        ty: GgmlType,
+        k: usize,
+        n: usize,
+        bytes: &[u8],
+    ) -> Result<GpuWeight, GpuError> {
         self.upload_weight_split(ty, k, n, bytes, self.max_binding_bytes())
     }
 
@@ -179,20 +222,33 @@ impl GpuContext {
         bytes: &[u8],
         split_bytes: u64,
     ) -> Result<GpuWeight, GpuError> {
-        let row_bytes = ty
-            .row_bytes(k)
-            .ok_or_else(|| shape_err("upload_weight", format!("{} row of {k} elements is not whole blocks", ty.name())))?;
-        if k % 32 != 0 {
-            return Err(shape_err("upload_weight", format!("row length {k} is not a multiple of 32")));
+        let row_bytes = ty.row_bytes(k).ok_or_else(|| {
+            shape_err(
+                "upload_weight",
+                format!("{} row of {k} elements is not whole blocks", ty.name()),
+            )
+        })?;
+        if !k.is_multiple_of(32) {
+            return Err(shape_err(
+                "upload_weight",
+                format!("row length {k} is not a multiple of 32"),
+            ));
         }
         if row_bytes.checked_mul(n) != Some(bytes.len()) {
-            return Err(shape_err("upload_weight", format!(
-                "{} [{k}, {n}] needs {row_bytes} x {n} bytes, got {}", ty.name(), bytes.len()
-            )));
+            return Err(shape_err(
+                "upload_weight",
+                format!(
+                    "{} [{k}, {n}] needs {row_bytes} x {n} bytes, got {}",
+                    ty.name(),
+                    bytes.len()
+                ),
+            ));
         }
         let limit = split_bytes.min(self.max_binding_bytes());
-        let per = rows_per_split(row_bytes, n, limit)
-            .ok_or(GpuError::RowTooLarge { row_bytes: row_bytes as u64, limit })?;
+        let per = rows_per_split(row_bytes, n, limit).ok_or(GpuError::RowTooLarge {
+            row_bytes: row_bytes as u64,
+            limit,
+        })?;
         let mut splits = Vec::new();
         let mut row_start = 0;
         while row_start < n.max(1) {
@@ -206,26 +262,47 @@ impl GpuContext {
                 mapped_at_creation: true,
             });
             {
-                let mut view = buffer
-                    .get_mapped_range_mut(..)
-                    .map_err(|e| GpuError::Validation { what: "weight upload".into(), msg: format!("{e:?}") })?;
+                let mut view =
+                    buffer
+                        .get_mapped_range_mut(..)
+                        .map_err(|e| GpuError::Validation {
+                            what: "weight upload".into(),
+                            msg: format!("{e:?}"),
+                        })?;
                 // Mapped-at-creation memory starts zeroed, so the padding needs no write.
                 view.slice(..src.len()).copy_from_slice(src);
             }
             buffer.unmap();
-            splits.push(WeightSplit { buffer, row_start, n_rows });
+            splits.push(WeightSplit {
+                buffer,
+                row_start,
+                n_rows,
+            });
             row_start += n_rows;
             if n == 0 {
                 break;
             }
         }
-        Ok(GpuWeight { ty, k, n, row_bytes, splits })
+        Ok(GpuWeight {
+            ty,
+            k,
+            n,
+            row_bytes,
+            splits,
+        })
     }
 
     /// A fresh command encoder for one forward step.
     pub fn begin_step(&self) -> Step {
-        let encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        Step { encoder, pass: None }
+        let encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
+        Step {
+            encoder,
+            pass: None,
+        }
     }
 
     /// Submits a step; returns immediately. `wait` or `read_f32` synchronizes.
@@ -260,7 +337,11 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
         enc.copy_buffer_to_buffer(&buf.buffer, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();

@@ -51,5 +51,8 @@ pub enum GpuError {
 
 /// Shorthand for shape errors.
 pub(crate) fn shape_err(op: &'static str, msg: impl Into<String>) -> GpuError {
-    GpuError::Shape { op, msg: msg.into() }
+    GpuError::Shape {
+        op,
+        msg: msg.into(),
+    }
 }

@@ -37,13 +37,22 @@ impl Kernel {
 
     /// Attention only: moves the query window for the next submit (first query position and
     /// number of valid cache rows), keeping the bind group.
-    pub fn set_attention_positions(&self, ctx: &GpuContext, pos0: u32, n_kv: u32) -> Result<(), GpuError> {
+    pub fn set_attention_positions(
+        &self,
+        ctx: &GpuContext,
+        pos0: u32,
+        n_kv: u32,
+    ) -> Result<(), GpuError> {
         if self.body != Body::Attention {
-            return Err(shape_err("set_attention_positions", format!("{:?} is not attention", self.body)));
+            return Err(shape_err(
+                "set_attention_positions",
+                format!("{:?} is not attention", self.body),
+            ));
         }
         for part in &self.parts {
             // Params words 4 and 5: n_kv, pos0 (see shaders/attention.wgsl).
-            ctx.queue.write_buffer(&part.params, 16, bytemuck::cast_slice(&[n_kv, pos0]));
+            ctx.queue
+                .write_buffer(&part.params, 16, bytemuck::cast_slice(&[n_kv, pos0]));
         }
         Ok(())
     }
@@ -95,7 +104,10 @@ pub struct AttentionParams {
 
 fn need(op: &'static str, what: &str, buf: &GpuBuffer, len: usize) -> Result<(), GpuError> {
     if buf.len < len {
-        return Err(shape_err(op, format!("{what} holds {} elements, needs {len}", buf.len)));
+        return Err(shape_err(
+            op,
+            format!("{what} holds {} elements, needs {len}", buf.len),
+        ));
     }
     Ok(())
 }
@@ -111,7 +123,10 @@ impl GpuContext {
         let x = n.clamp(1, max);
         let y = n.div_ceil(x).max(1);
         if y > max {
-            return Err(shape_err("dispatch", format!("{n} workgroups exceed the grid limit")));
+            return Err(shape_err(
+                "dispatch",
+                format!("{n} workgroups exceed the grid limit"),
+            ));
         }
         Ok((x as u32, y as u32))
     }
@@ -131,29 +146,51 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&params_buf, 0, bytemuck::cast_slice(&params));
+        self.queue
+            .write_buffer(&params_buf, 0, bytemuck::cast_slice(&params));
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
-        entries.push(wgpu::BindGroupEntry { binding: buffers.len() as u32, resource: params_buf.as_entire_binding() });
+        entries.push(wgpu::BindGroupEntry {
+            binding: buffers.len() as u32,
+            resource: params_buf.as_entire_binding(),
+        });
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Ok(Part { pipeline, bind_group, params: params_buf, groups })
+        Ok(Part {
+            pipeline,
+            bind_group,
+            params: params_buf,
+            groups,
+        })
     }
 
     /// y[t, :] = W · x[t, :] for t < n_tokens, W = `w` ([k, n] GGUF, any supported type),
     /// x: f32 [n_tokens, k], y: f32 [n_tokens, n]. One token uses the mat-vec kernel, more the
     /// tiled mat-mat kernel. A split weight records one dispatch per split.
-    pub fn mul_mat(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize) -> Result<Kernel, GpuError> {
+    pub fn mul_mat(
+        &self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        y: &GpuBuffer,
+        n_tokens: usize,
+    ) -> Result<Kernel, GpuError> {
         const OP: &str = "mul_mat";
         need(OP, "x", x, n_tokens * w.k)?;
         need(OP, "y", y, n_tokens * w.n)?;
-        let body = if n_tokens == 1 { Body::MulMatVec } else { Body::MulMat };
+        let body = if n_tokens == 1 {
+            Body::MulMatVec
+        } else {
+            Body::MulMat
+        };
         let mut parts = Vec::new();
         for s in &w.splits {
             let (gx, gy) = self.fold(s.n_rows.div_ceil(4))?;
@@ -168,20 +205,40 @@ impl GpuContext {
                 u32_of(OP, w.n)?,
                 0,
             ];
-            let groups = if n_tokens == 1 { [gx, gy, 1] } else { [gx, gy, gz] };
-            parts.push(self.part(body, Some(w.ty), &[&s.buffer, &x.buffer, &y.buffer], params, groups)?);
+            let groups = if n_tokens == 1 {
+                [gx, gy, 1]
+            } else {
+                [gx, gy, gz]
+            };
+            parts.push(self.part(
+                body,
+                Some(w.ty),
+                &[&s.buffer, &x.buffer, &y.buffer],
+                params,
+                groups,
+            )?);
         }
         Ok(Kernel { body, parts })
     }
 
     /// out[t, :] = scale · W[ids[t], :] with dequantization; ids: u32 [n_tokens], out: f32 [n_tokens, k].
     /// Ids out of range leave their output row untouched (validate them on the host).
-    pub fn get_rows(&self, w: &GpuWeight, ids: &GpuBuffer, out: &GpuBuffer, n_tokens: usize, scale: f32) -> Result<Kernel, GpuError> {
+    pub fn get_rows(
+        &self,
+        w: &GpuWeight,
+        ids: &GpuBuffer,
+        out: &GpuBuffer,
+        n_tokens: usize,
+        scale: f32,
+    ) -> Result<Kernel, GpuError> {
         const OP: &str = "get_rows";
         need(OP, "ids", ids, n_tokens)?;
         need(OP, "out", out, n_tokens * w.k)?;
         if n_tokens > self.limits_max_dim() as usize {
-            return Err(shape_err(OP, format!("{n_tokens} tokens exceed the grid limit")));
+            return Err(shape_err(
+                OP,
+                format!("{n_tokens} tokens exceed the grid limit"),
+            ));
         }
         let mut parts = Vec::new();
         for s in &w.splits {
@@ -195,30 +252,72 @@ impl GpuContext {
                 0,
                 0,
             ];
-            let groups = [u32_of(OP, (w.k / 32).div_ceil(64))?, u32_of(OP, n_tokens.max(1))?, 1];
-            parts.push(self.part(Body::GetRows, Some(w.ty), &[&s.buffer, &ids.buffer, &out.buffer], params, groups)?);
+            let groups = [
+                u32_of(OP, (w.k / 32).div_ceil(64))?,
+                u32_of(OP, n_tokens.max(1))?,
+                1,
+            ];
+            parts.push(self.part(
+                Body::GetRows,
+                Some(w.ty),
+                &[&s.buffer, &ids.buffer, &out.buffer],
+                params,
+                groups,
+            )?);
         }
-        Ok(Kernel { body: Body::GetRows, parts })
+        Ok(Kernel {
+            body: Body::GetRows,
+            parts,
+        })
     }
 
     /// y[r, :] = x[r, :] / rms(x[r, :]) · w for r < n_rows; x, y: f32 [n_rows, n], w: f32 [n].
     /// With n = head_dim and n_rows = n_tokens · n_heads this is the per-head Q/K norm.
-    pub fn rms_norm(&self, x: &GpuBuffer, w: &GpuBuffer, y: &GpuBuffer, n: usize, n_rows: usize, eps: f32) -> Result<Kernel, GpuError> {
+    pub fn rms_norm(
+        &self,
+        x: &GpuBuffer,
+        w: &GpuBuffer,
+        y: &GpuBuffer,
+        n: usize,
+        n_rows: usize,
+        eps: f32,
+    ) -> Result<Kernel, GpuError> {
         const OP: &str = "rms_norm";
         need(OP, "x", x, n * n_rows)?;
         need(OP, "w", w, n)?;
         need(OP, "y", y, n * n_rows)?;
         let (gx, gy) = self.fold(n_rows)?;
-        let params = [u32_of(OP, n)?, u32_of(OP, n_rows)?, eps.to_bits(), gx, 0, 0, 0, 0];
-        let part = self.part(Body::RmsNorm, None, &[&x.buffer, &w.buffer, &y.buffer], params, [gx, gy, 1])?;
-        Ok(Kernel { body: Body::RmsNorm, parts: vec![part] })
+        let params = [
+            u32_of(OP, n)?,
+            u32_of(OP, n_rows)?,
+            eps.to_bits(),
+            gx,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let part = self.part(
+            Body::RmsNorm,
+            None,
+            &[&x.buffer, &w.buffer, &y.buffer],
+            params,
+            [gx, gy, 1],
+        )?;
+        Ok(Kernel {
+            body: Body::RmsNorm,
+            parts: vec![part],
+        })
     }
 
     /// RoPE in place on x: f32 [n_tokens, n_heads, head_dim]; pos: i32 [n_tokens] (as u32 bits).
     pub fn rope(&self, x: &GpuBuffer, pos: &GpuBuffer, p: RopeParams) -> Result<Kernel, GpuError> {
         const OP: &str = "rope";
-        if p.n_rot > p.head_dim || p.n_rot % 2 != 0 {
-            return Err(shape_err(OP, format!("n_rot {} with head_dim {}", p.n_rot, p.head_dim)));
+        if p.n_rot > p.head_dim || !p.n_rot.is_multiple_of(2) {
+            return Err(shape_err(
+                OP,
+                format!("n_rot {} with head_dim {}", p.n_rot, p.head_dim),
+            ));
         }
         need(OP, "x", x, p.n_tokens * p.n_heads * p.head_dim)?;
         need(OP, "pos", pos, p.n_tokens)?;
@@ -233,19 +332,41 @@ impl GpuContext {
             p.freq_scale.to_bits(),
             gx,
         ];
-        let part = self.part(Body::Rope, None, &[&x.buffer, &pos.buffer], params, [gx, gy, 1])?;
-        Ok(Kernel { body: Body::Rope, parts: vec![part] })
+        let part = self.part(
+            Body::Rope,
+            None,
+            &[&x.buffer, &pos.buffer],
+            params,
+            [gx, gy, 1],
+        )?;
+        Ok(Kernel {
+            body: Body::Rope,
+            parts: vec![part],
+        })
     }
 
     /// Causal (optionally sliding-window) GQA attention with softmax; see `AttentionParams`.
     /// `Kernel::set_attention_positions` moves pos0/n_kv between steps.
-    pub fn attention(&self, q: &GpuBuffer, k: &GpuBuffer, v: &GpuBuffer, out: &GpuBuffer, p: AttentionParams) -> Result<Kernel, GpuError> {
+    pub fn attention(
+        &self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        out: &GpuBuffer,
+        p: AttentionParams,
+    ) -> Result<Kernel, GpuError> {
         const OP: &str = "attention";
         if p.head_dim == 0 || p.head_dim > 256 {
-            return Err(shape_err(OP, format!("head_dim {} not in 1..=256", p.head_dim)));
+            return Err(shape_err(
+                OP,
+                format!("head_dim {} not in 1..=256", p.head_dim),
+            ));
         }
-        if p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
-            return Err(shape_err(OP, format!("{} heads over {} kv heads", p.n_head, p.n_head_kv)));
+        if p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
+            return Err(shape_err(
+                OP,
+                format!("{} heads over {} kv heads", p.n_head, p.n_head_kv),
+            ));
         }
         let max_dim = self.limits_max_dim() as usize;
         if p.n_head > max_dim || p.n_tokens > max_dim {
@@ -266,32 +387,72 @@ impl GpuContext {
             p.scale.to_bits(),
         ];
         let groups = [p.n_head.max(1) as u32, p.n_tokens.max(1) as u32, 1];
-        let part = self.part(Body::Attention, None, &[&q.buffer, &k.buffer, &v.buffer, &out.buffer], params, groups)?;
-        Ok(Kernel { body: Body::Attention, parts: vec![part] })
+        let part = self.part(
+            Body::Attention,
+            None,
+            &[&q.buffer, &k.buffer, &v.buffer, &out.buffer],
+            params,
+            groups,
+        )?;
+        Ok(Kernel {
+            body: Body::Attention,
+            parts: vec![part],
+        })
     }
 
     /// out[i] = act(gate[i]) · up[i] for i < n.
-    pub fn glu(&self, gate: &GpuBuffer, up: &GpuBuffer, out: &GpuBuffer, n: usize, op: GluOp) -> Result<Kernel, GpuError> {
+    pub fn glu(
+        &self,
+        gate: &GpuBuffer,
+        up: &GpuBuffer,
+        out: &GpuBuffer,
+        n: usize,
+        op: GluOp,
+    ) -> Result<Kernel, GpuError> {
         const OP: &str = "glu";
         for (what, b) in [("gate", gate), ("up", up), ("out", out)] {
             need(OP, what, b, n)?;
         }
         let (gx, gy) = self.fold(n.div_ceil(256))?;
         let params = [u32_of(OP, n)?, op as u32, gx, 0, 0, 0, 0, 0];
-        let part = self.part(Body::Glu, None, &[&gate.buffer, &up.buffer, &out.buffer], params, [gx, gy, 1])?;
-        Ok(Kernel { body: Body::Glu, parts: vec![part] })
+        let part = self.part(
+            Body::Glu,
+            None,
+            &[&gate.buffer, &up.buffer, &out.buffer],
+            params,
+            [gx, gy, 1],
+        )?;
+        Ok(Kernel {
+            body: Body::Glu,
+            parts: vec![part],
+        })
     }
 
     /// out[i] = a[i] + b[i] for i < n (the residual add).
-    pub fn add(&self, a: &GpuBuffer, b: &GpuBuffer, out: &GpuBuffer, n: usize) -> Result<Kernel, GpuError> {
+    pub fn add(
+        &self,
+        a: &GpuBuffer,
+        b: &GpuBuffer,
+        out: &GpuBuffer,
+        n: usize,
+    ) -> Result<Kernel, GpuError> {
         const OP: &str = "add";
         for (what, buf) in [("a", a), ("b", b), ("out", out)] {
             need(OP, what, buf, n)?;
         }
         let (gx, gy) = self.fold(n.div_ceil(256))?;
         let params = [u32_of(OP, n)?, gx, 0, 0, 0, 0, 0, 0];
-        let part = self.part(Body::Add, None, &[&a.buffer, &b.buffer, &out.buffer], params, [gx, gy, 1])?;
-        Ok(Kernel { body: Body::Add, parts: vec![part] })
+        let part = self.part(
+            Body::Add,
+            None,
+            &[&a.buffer, &b.buffer, &out.buffer],
+            params,
+            [gx, gy, 1],
+        )?;
+        Ok(Kernel {
+            body: Body::Add,
+            parts: vec![part],
+        })
     }
 
     /// x[i] *= s for i < n, in place.
@@ -301,6 +462,9 @@ impl GpuContext {
         let (gx, gy) = self.fold(n.div_ceil(256))?;
         let params = [u32_of(OP, n)?, gx, s.to_bits(), 0, 0, 0, 0, 0];
         let part = self.part(Body::Scale, None, &[&x.buffer], params, [gx, gy, 1])?;
-        Ok(Kernel { body: Body::Scale, parts: vec![part] })
+        Ok(Kernel {
+            body: Body::Scale,
+            parts: vec![part],
+        })
     }
 }

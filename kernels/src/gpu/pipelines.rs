@@ -68,7 +68,10 @@ impl PipelineCache {
         body: Body,
         ty: Option<GgmlType>,
     ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
-        let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(p) = map.get(&(body, ty)) {
             return Ok(p.clone());
         }
@@ -94,7 +97,10 @@ impl PipelineCache {
             cache: None,
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Validation { what: label, msg: err.to_string() });
+            return Err(GpuError::Validation {
+                what: label,
+                msg: err.to_string(),
+            });
         }
         let pipeline = Arc::new(pipeline);
         map.insert((body, ty), pipeline.clone());

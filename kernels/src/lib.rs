@@ -5,9 +5,15 @@
 //! `pool` and `matmul` run them across output rows on a persistent thread pool.
 pub mod error;
 #[cfg(feature = "gpu")] pub mod gpu;
+pub mod matmul;
+pub mod pool;
 pub mod quants;
+pub mod simd;
 pub mod types;
 
 pub use error::KernelError;
+pub use matmul::{matmul, matmul_q, QMatrix, QuantizedActs};
+pub use pool::ThreadPool;
 pub use quants::{dequantize_row, quantize_row};
+pub use simd::cpu_features;
 pub use types::{GgmlType, QK_K};

@@ -19,13 +19,15 @@
 
 mod adapter;
 mod context;
+mod eltwise;
 mod ops;
 mod pipelines;
 mod tensor;
 
 pub use adapter::{list_adapters, AdapterInfo};
 pub use context::{GpuContext, Step};
-pub use ops::{AttentionParams, GluOp, Kernel, RopeMode, RopeParams};
+pub use eltwise::{AttentionParams, GluOp, RopeMode, RopeParams};
+pub use ops::Kernel;
 pub use tensor::{GpuBuffer, GpuWeight};
 
 /// Errors of the wgpu backend.

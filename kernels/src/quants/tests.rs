@@ -48,6 +48,7 @@ fn round_trip_rmse_within_llama_cpp_limits() {
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K => 0.1,
             _ => 0.05,
         };
+        eprintln!("{ty}: rmse {plain}");
         assert!(plain < plain_limit, "{ty}: rmse {plain}");
     }
 }

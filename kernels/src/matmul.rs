@@ -1,0 +1,290 @@
+//! Quantized mat-vec (decode) and token-tiled mat-mat (prefill) over a persistent pool.
+//!
+//! W: [rows][cols] in a ggml block type, x: [n_tokens][cols] f32 quantized once per input to
+//! W's `vec_dot_type`, y: [n_tokens][rows] f32. Threads take row chunks from an atomic counter.
+use crate::error::KernelError;
+use crate::pool::ThreadPool;
+use crate::quants::{self, q8_k::BlockQ8K};
+use crate::simd;
+use crate::types::GgmlType;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A row-major quantized matrix: `rows` rows (output features, ggml ne1) of `cols` elements (ne0).
+#[derive(Clone, Copy, Debug)]
+pub struct QMatrix<'a> {
+    pub ty: GgmlType,
+    pub data: &'a [u8],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> QMatrix<'a> {
+    pub fn new(ty: GgmlType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        let rb = ty.row_bytes(cols).ok_or(KernelError::BadRowLength { ty: ty.name(), n: cols, block: ty.block_size() })?;
+        let expected = rb.checked_mul(rows).ok_or(KernelError::BadLength { what: "matrix bytes", expected: usize::MAX, got: data.len() })?;
+        if data.len() != expected {
+            return Err(KernelError::BadLength { what: "matrix bytes", expected, got: data.len() });
+        }
+        Ok(QMatrix { ty, data, rows, cols })
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.data.len() / self.rows.max(1)
+    }
+}
+
+/// Activations quantized once to a weight's vec_dot_type; reused by every product reading the
+/// same input. The buffer only grows, so there is no allocation after warm-up.
+pub struct QuantizedActs {
+    ty: GgmlType,
+    n_tokens: usize,
+    cols: usize,
+    row_bytes: usize,
+    /// u64 storage keeps every row 8-byte aligned (Q8_K rows are 292·k bytes, a multiple of 4).
+    buf: Vec<u64>,
+}
+
+impl Default for QuantizedActs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Minimum elements before activation quantization is spread over the pool.
+const PAR_QUANT_MIN: usize = 1 << 16;
+
+impl QuantizedActs {
+    pub fn new() -> Self {
+        QuantizedActs { ty: GgmlType::F32, n_tokens: 0, cols: 0, row_bytes: 0, buf: Vec::new() }
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    pub fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Activation row `t` as bytes.
+    pub fn row(&self, t: usize) -> &[u8] {
+        &bytemuck::cast_slice::<u64, u8>(&self.buf)[t * self.row_bytes..(t + 1) * self.row_bytes]
+    }
+
+    /// x: [n_tokens][cols] f32. Quantizes for `vec_dot_ty` (threaded over the pool when large).
+    /// `cols` must be a multiple of the type's block size and x.len() >= n_tokens·cols.
+    pub fn quantize(&mut self, pool: &ThreadPool, vec_dot_ty: GgmlType, x: &[f32], n_tokens: usize, cols: usize) {
+        let Some(row_bytes) = vec_dot_ty.row_bytes(cols) else {
+            debug_assert!(false, "{vec_dot_ty}: {cols} columns not a multiple of the block size");
+            return;
+        };
+        assert!(x.len() >= n_tokens * cols, "activations: {} < {n_tokens}x{cols}", x.len());
+        let words = (row_bytes * n_tokens).div_ceil(8);
+        if self.buf.len() < words {
+            self.buf.resize(words, 0);
+        }
+        self.ty = vec_dot_ty;
+        self.n_tokens = n_tokens;
+        self.cols = cols;
+        self.row_bytes = row_bytes;
+        let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.buf)[..row_bytes * n_tokens];
+        if n_tokens * cols < PAR_QUANT_MIN || pool.n_threads() == 1 || n_tokens == 1 {
+            for (xr, qr) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
+                quantize_act_row(vec_dot_ty, xr, qr);
+            }
+            return;
+        }
+        let out = SyncPtr(bytes.as_mut_ptr());
+        let next = AtomicUsize::new(0);
+        pool.run(|_, _| loop {
+            let t = next.fetch_add(1, Ordering::Relaxed);
+            if t >= n_tokens {
+                break;
+            }
+            // SAFETY: each token row is claimed by exactly one thread.
+            let qr = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * row_bytes), row_bytes) };
+            quantize_act_row(vec_dot_ty, &x[t * cols..(t + 1) * cols], qr);
+        });
+    }
+}
+
+/// Quantizes one activation row; Q8_K takes the fast path (bytes are 4-aligned here).
+fn quantize_act_row(ty: GgmlType, x: &[f32], q: &mut [u8]) {
+    if ty == GgmlType::Q8_K {
+        if let Ok(blocks) = bytemuck::try_cast_slice_mut::<u8, BlockQ8K>(q) {
+            quants::q8_k::quantize_row_q8_k_ref(x, blocks);
+            return;
+        }
+    }
+    let _ = quants::quantize_row(ty, x, q);
+}
+
+#[derive(Clone, Copy)]
+struct SyncPtr<T>(*mut T);
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Tokens per prefill tile (weights of a row are read once per tile).
+const TILE_TOKENS: usize = 4;
+/// Bytes of weights a prefill chunk aims to keep in L1/L2 while tokens stream past.
+const CHUNK_BYTES: usize = 24 * 1024;
+
+/// y[t][r] = Σ_c W[r][c]·x[t][c]; x: [n_tokens][cols] (in `qx`), y: [n_tokens][rows].
+/// Uses the mat-vec kernel when n_tokens == 1, the token-tiled kernel otherwise.
+pub fn matmul_q(pool: &ThreadPool, w: &QMatrix, qx: &QuantizedActs, n_tokens: usize, y: &mut [f32]) {
+    let ok = qx.ty == w.ty.vec_dot_type() && qx.cols == w.cols && qx.n_tokens >= n_tokens && y.len() >= n_tokens * w.rows;
+    assert!(ok, "matmul_q: {} weight {}x{}, acts {} {}x{}, {} tokens, y {}", w.ty, w.rows, w.cols, qx.ty, qx.n_tokens, qx.cols, n_tokens, y.len());
+    if n_tokens == 0 || w.rows == 0 {
+        return;
+    }
+    let rb = w.row_bytes();
+    let dot = simd::vec_dot_fn(w.ty);
+    let yp = SyncPtr(y.as_mut_ptr());
+    let rows = w.rows;
+    let next = AtomicUsize::new(0);
+    if n_tokens == 1 {
+        // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
+        let chunk = rows.div_ceil(pool.n_threads() * 4).max(16);
+        let n_chunks = rows.div_ceil(chunk);
+        let act = qx.row(0);
+        pool.run(|_, _| loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            for r in c * chunk..((c + 1) * chunk).min(rows) {
+                let v = dot(&w.data[r * rb..(r + 1) * rb], act);
+                // SAFETY: row r belongs to chunk c, claimed by this thread only.
+                unsafe { *yp.get().add(r) = v };
+            }
+        });
+        return;
+    }
+    let tile = simd::tile_fn(w.ty);
+    let chunk = (CHUNK_BYTES / rb.max(1)).clamp(4, 64);
+    let n_chunks = rows.div_ceil(chunk);
+    pool.run(|_, _| {
+        let mut out = [0f32; TILE_TOKENS];
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
+            for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
+                let nt = TILE_TOKENS.min(n_tokens - t0);
+                let mut ys: [&[u8]; TILE_TOKENS] = [&[]; TILE_TOKENS];
+                for (k, y) in ys.iter_mut().enumerate().take(nt) {
+                    *y = qx.row(t0 + k);
+                }
+                for r in r0..r1 {
+                    let wr = &w.data[r * rb..(r + 1) * rb];
+                    match tile {
+                        Some(f) => f(wr, &ys[..nt], &mut out[..nt]),
+                        None => {
+                            for k in 0..nt {
+                                out[k] = dot(wr, ys[k]);
+                            }
+                        }
+                    }
+                    for (k, &v) in out.iter().enumerate().take(nt) {
+                        // SAFETY: rows r0..r1 belong to chunk c, claimed by this thread only.
+                        unsafe { *yp.get().add((t0 + k) * rows + r) = v };
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Convenience: quantizes x into `scratch` then calls matmul_q.
+pub fn matmul(pool: &ThreadPool, w: &QMatrix, x: &[f32], n_tokens: usize, y: &mut [f32], scratch: &mut QuantizedActs) {
+    scratch.quantize(pool, w.ty.vec_dot_type(), x, n_tokens, w.cols);
+    matmul_q(pool, w, scratch, n_tokens, y);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quants::{dequantize_row, quantize_row};
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// matmul against the f64 product of dequantized weights and dequantized activations.
+    fn check(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize, pool: &ThreadPool) {
+        let mut seed = 42 + rows as u64;
+        let wf: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
+        let x: Vec<f32> = (0..n_tokens * cols).map(|_| lcg(&mut seed)).collect();
+        let rb = ty.row_bytes(cols).unwrap();
+        let mut wq = vec![0u8; rb * rows];
+        for r in 0..rows {
+            quantize_row(ty, &wf[r * cols..(r + 1) * cols], &mut wq[r * rb..(r + 1) * rb]).unwrap();
+        }
+        let w = QMatrix::new(ty, &wq, rows, cols).unwrap();
+        let mut acts = QuantizedActs::new();
+        let mut y = vec![f32::NAN; n_tokens * rows];
+        matmul(pool, &w, &x, n_tokens, &mut y, &mut acts);
+        let (mut wd, mut xd) = (vec![0f32; cols], vec![0f32; cols]);
+        for t in 0..n_tokens {
+            dequantize_row(acts.ty(), acts.row(t), &mut xd).unwrap();
+            for r in 0..rows {
+                dequantize_row(ty, &wq[r * rb..(r + 1) * rb], &mut wd).unwrap();
+                let want: f64 = wd.iter().zip(&xd).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let got = y[t * rows + r] as f64;
+                // Q8_1 stores s = d·Σq as f16, so the *_1 types carry that rounding.
+                let tol = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) { 2e-2 } else { 1e-3 };
+                assert!((got - want).abs() <= tol * (1.0 + want.abs()), "{ty} t{t} r{r}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn matvec_and_matmul_match_dequantized_reference() {
+        let pool = ThreadPool::new(2);
+        for ty in GgmlType::ALL {
+            if matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K) {
+                continue;
+            }
+            check(ty, 37, 512, 1, &pool);
+            check(ty, 37, 512, 7, &pool);
+        }
+    }
+
+    #[test]
+    fn row_slice_matrix_works() {
+        let ty = GgmlType::Q4_K;
+        let pool = ThreadPool::new(2);
+        let (rows, cols) = (8, 256);
+        let rb = ty.row_bytes(cols).unwrap();
+        let mut wq = vec![0u8; rb * rows];
+        for r in 0..rows {
+            let v: Vec<f32> = (0..cols).map(|i| ((i * (r + 1)) as f32).sin()).collect();
+            quantize_row(ty, &v, &mut wq[r * rb..(r + 1) * rb]).unwrap();
+        }
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.1).cos()).collect();
+        let mut acts = QuantizedActs::new();
+        let (mut full, mut part) = (vec![0f32; rows], vec![0f32; 3]);
+        matmul(&pool, &QMatrix::new(ty, &wq, rows, cols).unwrap(), &x, 1, &mut full, &mut acts);
+        matmul(&pool, &QMatrix::new(ty, &wq[2 * rb..5 * rb], 3, cols).unwrap(), &x, 1, &mut part, &mut acts);
+        assert_eq!(&full[2..5], &part[..]);
+    }
+
+    #[test]
+    fn qmatrix_rejects_bad_shapes() {
+        assert!(QMatrix::new(GgmlType::Q4_K, &[0u8; 144], 1, 255).is_err());
+        assert!(QMatrix::new(GgmlType::Q4_K, &[0u8; 143], 1, 256).is_err());
+    }
+}

@@ -752,3 +752,32 @@ fn large_tensor_splits_at_the_real_binding_limit() {
     let got_sel: Vec<f32> = check.iter().map(|&r| got[r]).collect();
     assert_close("large mat-vec (tied LM head)", &got_sel, &want, QUANT_TOL);
 }
+
+/// The GPU mat-vec / mat-mat against the CPU backend (`kiln_kernels::matmul`, which quantizes
+/// activations to the weight's vec_dot_type): both backends must agree within the quantized
+/// tolerance, so a model gives the same logits on either.
+#[test]
+fn mul_mat_matches_cpu_backend() {
+    let Some(ctx) = ctx() else { return };
+    let pool = kiln_kernels::ThreadPool::new(2);
+    let mut scratch = kiln_kernels::QuantizedActs::new();
+    for ty in GPU_TYPES {
+        let (k, n) = (k_for(ty), 48);
+        let (bytes, _) = quantized_weight(ty, k, n, 40 + ty.id() as u64);
+        let w = ctx.upload_weight(ty, k, n, &bytes).expect("upload");
+        for n_tokens in [1usize, 4] {
+            let x = rand_vec(k * n_tokens, 41);
+            let (xb, yb) = (
+                ctx.upload_f32(&x).unwrap(),
+                ctx.zeros_f32(n * n_tokens).unwrap(),
+            );
+            let kern = ctx.mul_mat(&w, &xb, &yb, n_tokens).expect("mul_mat");
+            run(ctx, &[&kern]);
+            let qm = kiln_kernels::QMatrix::new(ty, &bytes, n, k).expect("QMatrix");
+            let mut want = vec![0f32; n * n_tokens];
+            kiln_kernels::matmul(&pool, &qm, &x, n_tokens, &mut want, &mut scratch);
+            let what = format!("GPU vs CPU matmul {} tokens={n_tokens}", ty.name());
+            assert_close(&what, &read(ctx, &yb), &want, QUANT_TOL);
+        }
+    }
+}

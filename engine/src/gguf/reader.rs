@@ -214,19 +214,35 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> Result<Array, Gguf
         });
     }
     if ty == ValueType::String {
-        let mut out = StrArray::with_capacity(bounded_capacity::<usize>(n, c.remaining()), 0);
-        for _ in 0..n {
-            let bytes = read_str_bytes(c, &ctx)?;
-            match std::str::from_utf8(bytes) {
-                Ok(s) => out.push(s),
-                Err(_) => out.push(&String::from_utf8_lossy(bytes)),
-            }
-        }
-        return Ok(Array::String(out));
+        return read_str_array(c, n, &ctx).map(Array::String);
     }
     let mut out = Vec::with_capacity(bounded_capacity::<Array>(n, c.remaining()));
     for _ in 0..n {
         out.push(read_array(c, key, depth.saturating_add(1))?);
     }
     Ok(Array::Array(out))
+}
+
+/// `n` strings packed into one buffer. UTF-8 is validated once over the whole buffer (much
+/// faster than per string); only if that fails, or a string ends mid-character, is each string
+/// re-decoded on its own with replacement characters.
+fn read_str_array(c: &mut Cursor<'_>, n: u64, ctx: &dyn Fn() -> String) -> Result<StrArray, GgufError> {
+    let mut buf = Vec::new();
+    let mut ends = Vec::with_capacity(bounded_capacity::<usize>(n, c.remaining()));
+    for _ in 0..n {
+        buf.extend_from_slice(read_str_bytes(c, ctx)?);
+        ends.push(buf.len());
+    }
+    let buf = match String::from_utf8(buf) {
+        Ok(s) if ends.iter().all(|&e| s.is_char_boundary(e)) => return Ok(StrArray::from_parts(s, ends)),
+        Ok(s) => s.into_bytes(),
+        Err(e) => e.into_bytes(),
+    };
+    let mut out = StrArray::with_capacity(ends.len(), buf.len());
+    let mut start = 0;
+    for &end in &ends {
+        out.push(&String::from_utf8_lossy(buf.get(start..end).unwrap_or_default()));
+        start = end;
+    }
+    Ok(out)
 }

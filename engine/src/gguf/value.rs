@@ -129,6 +129,11 @@ impl StrArray {
         StrArray { buf: String::with_capacity(bytes), ends: Vec::with_capacity(n) }
     }
 
+    /// `ends` must be ascending char boundaries of `buf` (checked by the reader).
+    pub(crate) fn from_parts(buf: String, ends: Vec<usize>) -> StrArray {
+        StrArray { buf, ends }
+    }
+
     pub fn push(&mut self, s: &str) {
         self.buf.push_str(s);
         self.ends.push(self.buf.len());

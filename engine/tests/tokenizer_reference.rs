@@ -163,3 +163,31 @@ fn out_of_range_ids_are_errors_not_panics() {
     assert_eq!(tok.decode(&[19556, n, 905]), "Hello world", "decode skips unknown ids");
     assert!(!tok.is_eog(u32::MAX));
 }
+
+/// Random strings over a palette of hard cases (special-token texts, byte
+/// fallback, mixed scripts, whitespace runs): no panic, token count bounded by
+/// the byte count (+ BOS), and exact round trips.
+#[test]
+fn random_text_round_trips_without_panics() {
+    use kiln_engine::sampling::Rng;
+    const PALETTE: &[&str] = &[
+        "a", "Z", " ", "  ", "\n", "\t", "\r\n", "'s", "'LL", "1", "234", "é", "ß", "日本", "한", "😀", "👍🏽", "\u{200d}",
+        "𓀀", "<", ">", "<bos>", "<eos>", "<end_of_turn>", "<|im_start|>", "<|im_end|>", "<html>", "</s>", "<0x0A>",
+        "\u{0}", "\u{7f}", "\u{3000}", "\u{85}", "!!", "...", "$", "٣", "Ⅻ", "\u{301}", "\u{FFFD}", "\u{10FFFF}",
+    ];
+    for model in [GEMMA3, SMOLLM2] {
+        let Some(tok) = load(model) else { continue };
+        let mut rng = Rng::new(1234);
+        for _ in 0..2000 {
+            let n = (rng.next_u64() % 12) as usize;
+            let text: String = (0..n).map(|_| PALETTE[(rng.next_u64() % PALETTE.len() as u64) as usize]).collect();
+            for parse_special in [false, true] {
+                let ids = tok.encode(&text, true, parse_special).expect("encode");
+                assert!(ids.len() <= text.len() + 1, "{model}: {} tokens for {} bytes of {text:?}", ids.len(), text.len());
+                assert!(ids.iter().all(|&id| (id as usize) < tok.vocab_size()));
+            }
+            let ids = tok.encode(&text, false, false).expect("encode");
+            assert_eq!(tok.decode(&ids), text, "{model}: round trip of {text:?}");
+        }
+    }
+}

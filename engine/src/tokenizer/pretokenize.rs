@@ -87,7 +87,7 @@ pub fn pre_config(pre: &str) -> Option<PreConfig> {
 }
 
 /// Splits `text` into pre-tokens (still plain UTF-8, not byte-encoded).
-pub fn pre_split<'a>(text: &'a str, pre: PreType) -> Vec<&'a str> {
+pub fn pre_split(text: &str, pre: PreType) -> Vec<&str> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut frags: Vec<(usize, usize)> = vec![(0, chars.len())];
     for split in pre.splits() {

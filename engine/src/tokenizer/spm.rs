@@ -82,6 +82,9 @@ pub fn tokenize(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
     }
 }
 
+/// (start, len) byte range of a symbol in the text.
+type Span = (usize, usize);
+
 struct Session<'a> {
     vocab: &'a Vocab,
     text: &'a str,
@@ -91,7 +94,7 @@ struct Session<'a> {
     /// Every merge result is a vocabulary entry, so in practice only single
     /// characters reach the byte fallback; the halves are strictly shorter, so
     /// the recursion always ends.
-    rev_merge: HashMap<&'a str, ((usize, usize), (usize, usize))>,
+    rev_merge: HashMap<&'a str, (Span, Span)>,
 }
 
 impl<'a> Session<'a> {

@@ -337,3 +337,15 @@ fn set_phi3_rstrip(vocab: &mut Vocab) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Tokenizer>();
+        check::<super::StreamDecoder>();
+        check::<crate::template::ChatTemplate>();
+        check::<crate::sampling::Sampler>();
+    }
+}

@@ -38,7 +38,11 @@ fn ctx() -> Option<&'static GpuContext> {
         let adapters = list_adapters();
         if adapters.is_empty() {
             assert!(!require, "KILN_REQUIRE_GPU=1 but no wgpu adapter was found");
-            eprintln!("==================== SKIPPED: no wgpu adapter ====================");
+            // Straight to stderr: libtest captures eprintln! of passing tests, this must show.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"==================== SKIPPED: no wgpu adapter ====================\n",
+            );
             return None;
         }
         for a in &adapters {

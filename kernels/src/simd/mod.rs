@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 #[cfg(test)]

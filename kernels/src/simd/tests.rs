@@ -1,1 +1,127 @@
+//! Every SIMD kernel against the scalar reference, on random and edge-case blocks, within
+//! test-quantize-fns' dot-product limit (|simd − scalar| / n) and a much tighter relative bound.
+use super::*;
+use crate::quants::{quantize_row, vec_dot_scalar};
 
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+fn isas() -> Vec<Isa> {
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            v.push(Isa::Avx2);
+        }
+        if is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512vnni") {
+            v.push(Isa::Avx512);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        v.push(Isa::Neon);
+    }
+    v
+}
+
+fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    let n = ty.row_bytes(x.len()).unwrap();
+    let mut w = vec![0u32; n.div_ceil(4)];
+    let b = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut w)[..n];
+    quantize_row(ty, x, b).unwrap();
+    b.to_vec()
+}
+
+/// Byte offsets of the f16 scale fields of one block, for patching edge cases.
+fn scale_offsets(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q4_1 | GgmlType::Q5_1 => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        GgmlType::Q3_K => &[108],
+        GgmlType::Q2_K => &[80, 82],
+        _ => &[0],
+    }
+}
+
+/// Weight rows: quantized random data, all-zero, every quant/scale byte 0xFF with d = 1, and
+/// a negated d.
+fn weight_cases(ty: GgmlType, n: usize, seed: &mut u64) -> Vec<(&'static str, Vec<u8>)> {
+    let x: Vec<f32> = (0..n).map(|_| lcg(seed) * 3.0).collect();
+    let random = quantized(ty, &x);
+    let zero = vec![0u8; random.len()];
+    let one = half::f16::from_f32(1.0).to_bits().to_le_bytes();
+    let mut max = vec![0xFFu8; random.len()];
+    let mut neg = random.clone();
+    for blk in 0..random.len() / ty.type_size() {
+        for &o in scale_offsets(ty) {
+            let at = blk * ty.type_size() + o;
+            max[at..at + 2].copy_from_slice(&one);
+            neg[at + 1] ^= 0x80;
+        }
+        if ty == GgmlType::Q8_0 {
+            // 0xFF is −1; fine. Avoid −128, which quantizers never emit.
+        }
+    }
+    vec![("random", random), ("zero", zero), ("max", max), ("negative d", neg)]
+}
+
+#[test]
+fn simd_vec_dot_matches_scalar() {
+    let n = 2048;
+    let mut seed = 7;
+    let mut tested = 0;
+    for isa in isas() {
+        for ty in GgmlType::ALL {
+            let Some(f) = vec_dot_fn_for(ty, isa) else { continue };
+            let vt = ty.vec_dot_type();
+            for (case, w) in weight_cases(ty, n, &mut seed) {
+                let a: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+                let act = quantized(vt, &a);
+                let want = vec_dot_scalar(ty, &w, &act);
+                let got = f(&w, &act);
+                let err = (got - want).abs();
+                assert!(err / (n as f32) < 0.02 && err <= 1e-4 * (1.0 + want.abs()) + 1e-3,
+                    "{isa:?} {ty} {case}: {got} vs scalar {want}");
+                tested += 1;
+            }
+        }
+    }
+    eprintln!("tested {tested} (isa, type, case) combinations");
+}
+
+#[test]
+fn simd_tiles_match_scalar() {
+    let n = 1024;
+    let mut seed = 11;
+    for isa in isas() {
+        for ty in GgmlType::ALL {
+            let Some(f) = tile_fn_for(ty, isa) else { continue };
+            let vt = ty.vec_dot_type();
+            for (case, w) in weight_cases(ty, n, &mut seed) {
+                let acts: Vec<Vec<u8>> = (0..4)
+                    .map(|_| quantized(vt, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>()))
+                    .collect();
+                for nt in 1..=4 {
+                    let ys: Vec<&[u8]> = acts[..nt].iter().map(|a| a.as_slice()).collect();
+                    let mut out = [0f32; 4];
+                    f(&w, &ys, &mut out[..nt]);
+                    for t in 0..nt {
+                        let want = vec_dot_scalar(ty, &w, &acts[t]);
+                        assert!((out[t] - want).abs() <= 1e-4 * (1.0 + want.abs()) + 1e-3,
+                            "{isa:?} {ty} {case} nt={nt} t={t}: {} vs {want}", out[t]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn force_scalar_isa_is_consistent() {
+    // The detected ISA is cached; it must be one of the kinds this build knows.
+    let i = isa();
+    assert!(matches!(i, Isa::Scalar | Isa::Avx2 | Isa::Avx512 | Isa::Neon));
+    assert!(!cpu_features().is_empty());
+}

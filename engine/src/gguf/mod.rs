@@ -15,7 +15,6 @@
 //! ```
 mod cursor;
 mod error;
-mod ggml_type;
 pub mod limits;
 mod reader;
 mod summary;
@@ -28,7 +27,7 @@ use std::fs::File;
 use std::path::Path;
 
 pub use error::GgufError;
-pub use ggml_type::GgmlType;
+pub use kiln_kernels::GgmlType;
 pub use summary::{file_type_name, human_parameter_count};
 pub use tensor::TensorInfo;
 pub use value::{Array, StrArray, Value, ValueType};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::cursor::Cursor;
 use super::error::GgufError;
-use super::ggml_type::GgmlType;
+use kiln_kernels::GgmlType;
 use super::limits::*;
 
 /// One tensor's header entry. `dims` are in ggml order: `dims[0]` (ne0) is the row length.

@@ -1,0 +1,175 @@
+//! Element-wise operations of the forward passes, written plainly (f32, one row at a time).
+//! They mirror ggml's CPU ops: `rms_norm`, `rope` (NORM and NEOX), `soft_max`, `gelu`, `silu`.
+
+/// `x / sqrt(mean(x²) + eps) * w`, in place. Like ggml, the sum of squares is accumulated in f64.
+pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
+    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let scale = 1.0 / ((sum / x.len() as f64) as f32 + eps).sqrt();
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = *v * scale * g;
+    }
+}
+
+/// `dst = rms_norm(src) * w` for one row.
+pub fn rms_norm_into(dst: &mut [f32], src: &[f32], w: &[f32], eps: f32) {
+    dst.copy_from_slice(src);
+    rms_norm(dst, w, eps);
+}
+
+/// How RoPE pairs the elements of a head (see spec §5.2): NORM rotates (x[2i], x[2i+1]),
+/// NEOX rotates (x[i], x[i + n_rot/2]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeMode {
+    Norm,
+    Neox,
+}
+
+/// Rotary position embedding parameters for one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct Rope {
+    pub mode: RopeMode,
+    pub n_rot: usize,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+}
+
+impl Rope {
+    /// Rotates every head of `x` ([n_heads][head_dim]) for position `pos`.
+    /// θ_i = pos · freq_scale · base^(−2i/n_rot); dimensions past n_rot stay unchanged.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        let half = self.n_rot / 2;
+        let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
+        for head in x.chunks_exact_mut(head_dim) {
+            let mut theta = pos as f32 * self.freq_scale;
+            for i in 0..half {
+                let (sin, cos) = theta.sin_cos();
+                let (a, b) = match self.mode {
+                    RopeMode::Norm => (2 * i, 2 * i + 1),
+                    RopeMode::Neox => (i, i + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * cos - x1 * sin;
+                head[b] = x0 * sin + x1 * cos;
+                theta *= theta_scale;
+            }
+        }
+    }
+}
+
+/// SiLU(x) = x · σ(x).
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (HF's `gelu_pytorch_tanh`, ggml's `gelu`).
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+}
+
+/// `gate[i] = act(gate[i]) * up[i]`.
+pub fn gated(gate: &mut [f32], up: &[f32], act: fn(f32) -> f32) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = act(*g) * u;
+    }
+}
+
+pub fn add_in_place(dst: &mut [f32], src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
+/// Softmax in place over `x`.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent accumulators let the compiler vectorize without reassociation flags.
+    let mut acc = [0.0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+#[inline]
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_of_constant_row_is_weight() {
+        let mut x = vec![3.0f32; 8];
+        let w: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        rms_norm(&mut x, &w, 0.0);
+        for (i, v) in x.iter().enumerate() {
+            assert!((v - i as f32).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rope_modes_pair_different_elements() {
+        let rope = Rope { mode: RopeMode::Norm, n_rot: 4, freq_base: 10000.0, freq_scale: 1.0 };
+        let mut x = vec![1.0, 0.0, 0.0, 0.0];
+        rope.apply(&mut x, 4, 1);
+        // pair (0,1) rotated by θ_0 = 1 rad
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        let neox = Rope { mode: RopeMode::Neox, ..rope };
+        let mut y = vec![1.0, 0.0, 0.0, 0.0];
+        neox.apply(&mut y, 4, 1);
+        // pair (0,2) rotated by θ_0 = 1 rad
+        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6);
+        assert_eq!(y[1], 0.0);
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity() {
+        let rope = Rope { mode: RopeMode::Neox, n_rot: 8, freq_base: 1e6, freq_scale: 0.125 };
+        let mut x: Vec<f32> = (0..16).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let orig = x.clone();
+        rope.apply(&mut x, 8, 0);
+        assert_eq!(x, orig);
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut x = vec![1.0, 2.0, 3.0, -1e9];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(x[3], 0.0);
+    }
+
+    #[test]
+    fn gelu_and_silu_known_values() {
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+        assert_eq!(gelu_tanh(0.0), 0.0);
+    }
+}

@@ -1,0 +1,95 @@
+//! Steps every decoder-only architecture shares: checking and embedding the batch, storing
+//! K/V and attending per sequence, and the output head.
+
+use super::attention::{attention, AttnShape};
+use super::exec::{grow, Exec, OutputKind, Outputs, SeqInput};
+use super::linear::Linear;
+use super::ops::{rms_norm, Rope};
+use crate::error::{EngineError, Result};
+
+/// Checks every token id and reserves cache room for every sequence, before any work is done,
+/// so a bad batch changes nothing. Returns the batch's total token count.
+pub fn begin(seqs: &mut [SeqInput], n_vocab: usize) -> Result<usize> {
+    let mut n = 0;
+    for s in seqs.iter_mut() {
+        if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(EngineError::InvalidRequest(format!("token id {bad} is outside the vocabulary of {n_vocab}")));
+        }
+        s.cache.reserve(s.tokens.len())?;
+        n += s.tokens.len();
+    }
+    Ok(n)
+}
+
+/// `x[row] = token_embd[token] · scale` for every token of the batch, in order.
+pub fn embed(data: &[u8], tok_embd: &Linear, seqs: &[SeqInput], x: &mut [f32], scale: f32) -> Result<()> {
+    let n_embd = tok_embd.cols;
+    let mut row = 0;
+    for s in seqs {
+        for &t in s.tokens {
+            let dst = &mut x[row * n_embd..(row + 1) * n_embd];
+            tok_embd.row(data, t as usize, dst)?;
+            if scale != 1.0 {
+                dst.iter_mut().for_each(|v| *v *= scale);
+            }
+            row += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Per sequence: RoPE on Q and K at each token's position, K/V into the cache, then attention.
+/// q: [n][n_head·head_dim], k/v: [n][n_head_kv·head_dim(_v)], out: [n][n_head·head_dim_v].
+#[allow(clippy::too_many_arguments)]
+pub fn rope_store_attend(ex: &mut Exec, seqs: &mut [SeqInput], layer: usize, rope: &Rope, sh: &AttnShape, q: &mut [f32], k: &mut [f32], v: &[f32], out: &mut [f32]) {
+    let (qw, kw, vw) = (sh.n_head * sh.head_dim, sh.n_kv_head * sh.head_dim, sh.n_kv_head * sh.head_dim_v);
+    let ow = sh.n_head * sh.head_dim_v;
+    let mut row = 0;
+    for s in seqs.iter_mut() {
+        let start = s.cache.len();
+        let n = s.tokens.len();
+        for i in 0..n {
+            let r = row + i;
+            rope.apply(&mut q[r * qw..(r + 1) * qw], sh.head_dim, start + i);
+            rope.apply(&mut k[r * kw..(r + 1) * kw], sh.head_dim, start + i);
+            s.cache.store(layer, start + i, &k[r * kw..(r + 1) * kw], &v[r * vw..(r + 1) * vw]);
+        }
+        attention(&ex.pool, s.cache, layer, start, n, &q[row * qw..(row + n) * qw], &mut out[row * ow..(row + n) * ow], sh);
+        row += n;
+    }
+}
+
+/// Output head: the rows that produce output are normed with `norm` and, for logits,
+/// projected by `output`; one row per output is appended to `out`. Then the caches advance.
+pub fn finish(data: &[u8], ex: &mut Exec, seqs: &mut [SeqInput], norm: &[f32], eps: f32, output: &Linear, kind: OutputKind, out: &mut Vec<f32>) {
+    let n_embd = norm.len();
+    let s = &mut ex.s;
+    let n_out: usize = seqs.iter().map(|s| s.n_outputs()).sum();
+    grow(&mut s.rows, n_out * n_embd);
+    let (mut row, mut dst) = (0, 0);
+    for q in seqs.iter() {
+        let n = q.tokens.len();
+        let first = match q.outputs {
+            Outputs::Last => n.saturating_sub(1),
+            Outputs::All => 0,
+        };
+        for r in row + first..row + n {
+            s.rows[dst * n_embd..(dst + 1) * n_embd].copy_from_slice(&s.x[r * n_embd..(r + 1) * n_embd]);
+            rms_norm(&mut s.rows[dst * n_embd..(dst + 1) * n_embd], norm, eps);
+            dst += 1;
+        }
+        row += n;
+    }
+    let rows = &s.rows[..n_out * n_embd];
+    match kind {
+        OutputKind::Hidden => out.extend_from_slice(rows),
+        OutputKind::Logits => {
+            let base = out.len();
+            out.resize(base + n_out * output.rows, 0.0);
+            s.acts.matmul(&ex.pool, data, output, rows, n_out, &mut out[base..]);
+        }
+    }
+    for q in seqs.iter_mut() {
+        q.cache.advance(q.tokens.len());
+    }
+}

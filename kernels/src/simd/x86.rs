@@ -10,12 +10,14 @@ pub fn cast_or_none<T: bytemuck::Pod>(b: &[u8]) -> Option<&[T]> {
 }
 
 /// f16 → f32 with F16C.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn fp16(h: Half) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(h.0) as i32)))
 }
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn hsum256(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -34,24 +36,30 @@ pub fn unpack_k4_scales(s: &[u8; 12]) -> [u32; 4] {
     [u0 & 0x3f3f_3f3f, u1, t, u3]
 }
 
-/// Σ of 4 adjacent u8·i8 products per i32 lane.
-#[inline(always)]
-pub unsafe fn dot_u8i8<const VNNI: bool>(a: __m256i, b: __m256i) -> __m256i {
-    if VNNI {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
-    } else {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
-    }
+/// Σ of 4 adjacent u8·i8 products per i32 lane, AVX2 (no saturation for |products| < 2^14).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_u8i8_avx2(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
 }
 
-/// Signed·signed dot via |x|·sign(y, x) (valid since Q8 never holds −128).
-#[inline(always)]
-pub unsafe fn dot_i8i8<const VNNI: bool>(x: __m256i, y: __m256i) -> __m256i {
-    dot_u8i8::<VNNI>(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+/// Σ of 4 adjacent u8·i8 products per i32 lane with one `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn dot_u8i8_vnni(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+}
+
+/// |x| and sign(y, x): turns a signed·signed dot into u8·i8 (valid since Q8 never holds −128).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn abs_sign(x: __m256i, y: __m256i) -> (__m256i, __m256i) {
+    (_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
 /// 16 bytes of packed nibbles → 32 bytes in element order: [low nibbles, high nibbles].
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn nibbles_j_j16(p: *const u8) -> __m256i {
     let q = _mm_loadu_si128(p as *const __m128i);
     let m = _mm_set1_epi8(0x0F);
@@ -59,7 +67,8 @@ pub unsafe fn nibbles_j_j16(p: *const u8) -> __m256i {
 }
 
 /// 32 bits → 32 bytes, 0xFF where the bit is set (ggml's `bytes_from_bits_32`).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn bytes_from_bits_32(bits: u32) -> __m256i {
     let tmp = _mm256_set1_epi32(bits as i32);
     let shuf = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
@@ -68,113 +77,82 @@ pub unsafe fn bytes_from_bits_32(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
-/// The legacy-type kernels, generic over VNNI and instantiated by `vnni` and `plain` below.
-pub mod legacy {
-    use super::*;
-    use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
-
-    #[inline(always)]
-    pub unsafe fn q8_0_q8_0<const VNNI: bool>(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (a, b) in x.iter().zip(y) {
-            let qa = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
-            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let p = dot_i8i8::<VNNI>(qa, qb);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-        }
-        hsum256(acc)
-    }
-
-    #[inline(always)]
-    pub unsafe fn q4_0_q8_0<const VNNI: bool>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let off = _mm256_set1_epi8(8);
-        for (a, b) in x.iter().zip(y) {
-            let qa = _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off);
-            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let p = dot_i8i8::<VNNI>(qa, qb);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-        }
-        hsum256(acc)
-    }
-
-    #[inline(always)]
-    pub unsafe fn q5_0_q8_0<const VNNI: bool>(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let off = _mm256_set1_epi8(16);
-        let bit = _mm256_set1_epi8(0x10);
-        for (a, b) in x.iter().zip(y) {
-            let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
-            let qa = _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off);
-            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let p = dot_i8i8::<VNNI>(qa, qb);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-        }
-        hsum256(acc)
-    }
-
-    #[inline(always)]
-    pub unsafe fn q4_1_q8_1<const VNNI: bool>(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut summs = 0f32;
-        for (a, b) in x.iter().zip(y) {
-            let qa = nibbles_j_j16(a.qs.as_ptr());
-            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let p = dot_u8i8::<VNNI>(qa, qb);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-            summs += fp16(a.m) * fp16(b.s);
-        }
-        hsum256(acc) + summs
-    }
-}
-
-macro_rules! legacy_entry_points {
-    ($vnni:expr, $features:literal) => {
+/// Generates the legacy 32-element kernels for one feature set; `$dot` is the u8·i8 helper.
+macro_rules! legacy_kernels {
+    ($dot:ident, $features:literal) => {
+        use super::*;
         use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
-        use super::cast_or_none;
-        use super::legacy;
 
-        /// Dispatch only when the features are present (checked in `simd::detect`).
+        /// Callers must have checked the features (see `simd::detect`).
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q8_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
-            match (cast_or_none::<BlockQ8_0>(x), cast_or_none::<BlockQ8_0>(y)) {
-                (Some(a), Some(b)) => legacy::q8_0_q8_0::<$vnni>(a, b),
-                _ => f32::NAN,
+            let (Some(x), Some(y)) = (cast_or_none::<BlockQ8_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
+            let mut acc = _mm256_setzero_ps();
+            for (a, b) in x.iter().zip(y) {
+                let qa = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let (ua, sb) = abs_sign(qa, qb);
+                let p = $dot(ua, sb);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
             }
+            hsum256(acc)
         }
 
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q4_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
-            match (cast_or_none::<BlockQ4_0>(x), cast_or_none::<BlockQ8_0>(y)) {
-                (Some(a), Some(b)) => legacy::q4_0_q8_0::<$vnni>(a, b),
-                _ => f32::NAN,
+            let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
+            let mut acc = _mm256_setzero_ps();
+            let off = _mm256_set1_epi8(8);
+            for (a, b) in x.iter().zip(y) {
+                let qa = _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off);
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let (ua, sb) = abs_sign(qa, qb);
+                let p = $dot(ua, sb);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
             }
+            hsum256(acc)
         }
 
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q5_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
-            match (cast_or_none::<BlockQ5_0>(x), cast_or_none::<BlockQ8_0>(y)) {
-                (Some(a), Some(b)) => legacy::q5_0_q8_0::<$vnni>(a, b),
-                _ => f32::NAN,
+            let (Some(x), Some(y)) = (cast_or_none::<BlockQ5_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
+            let mut acc = _mm256_setzero_ps();
+            let off = _mm256_set1_epi8(16);
+            let bit = _mm256_set1_epi8(0x10);
+            for (a, b) in x.iter().zip(y) {
+                let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
+                let qa = _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off);
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let (ua, sb) = abs_sign(qa, qb);
+                let p = $dot(ua, sb);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
             }
+            hsum256(acc)
         }
 
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q4_1_q8_1(x: &[u8], y: &[u8]) -> f32 {
-            match (cast_or_none::<BlockQ4_1>(x), cast_or_none::<BlockQ8_1>(y)) {
-                (Some(a), Some(b)) => legacy::q4_1_q8_1::<$vnni>(a, b),
-                _ => f32::NAN,
+            let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_1>(x), cast_or_none::<BlockQ8_1>(y)) else { return f32::NAN };
+            let mut acc = _mm256_setzero_ps();
+            let mut summs = 0f32;
+            for (a, b) in x.iter().zip(y) {
+                let qa = nibbles_j_j16(a.qs.as_ptr());
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let p = $dot(qa, qb);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
+                summs += fp16(a.m) * fp16(b.s);
             }
+            hsum256(acc) + summs
         }
     };
 }
 
 /// Legacy kernels with 256-bit VNNI.
 pub mod vnni {
-    legacy_entry_points!(true, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    legacy_kernels!(dot_u8i8_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 }
 
 /// Legacy kernels with AVX2 only.
 pub mod plain {
-    legacy_entry_points!(false, "avx2,fma,f16c");
+    legacy_kernels!(dot_u8i8_avx2, "avx2,fma,f16c");
 }

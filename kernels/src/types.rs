@@ -132,6 +132,7 @@ impl GgmlType {
     /// Bytes of a row of `n` elements; None if `n` is not a multiple of the block size.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
         let bs = self.block_size();
+        #[allow(clippy::manual_is_multiple_of)] // rust-version 1.80 predates is_multiple_of
         if n % bs != 0 {
             return None;
         }

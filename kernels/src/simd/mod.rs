@@ -52,7 +52,7 @@ fn detect() -> Isa {
     }
     #[cfg(target_arch = "aarch64")]
     {
-        if std::arch::is_aarch64_feature_detected!("neon") && std::arch::is_aarch64_feature_detected!("dotprod") {
+        if std::arch::is_aarch64_feature_detected!("neon") {
             return Isa::Neon;
         }
     }
@@ -150,6 +150,7 @@ pub fn vec_dot_fn_for(ty: GgmlType, isa: Isa) -> Option<VecDotFn> {
 }
 
 /// The multi-token tile kernel for `ty` on `isa`, if one exists.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub fn tile_fn_for(ty: GgmlType, isa: Isa) -> Option<VecDotTileFn> {
     match isa {
         #[cfg(target_arch = "x86_64")]

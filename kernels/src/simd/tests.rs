@@ -20,7 +20,7 @@ fn isas() -> Vec<Isa> {
         }
     }
     #[cfg(target_arch = "aarch64")]
-    if std::arch::is_aarch64_feature_detected!("dotprod") {
+    if std::arch::is_aarch64_feature_detected!("neon") {
         v.push(Isa::Neon);
     }
     v

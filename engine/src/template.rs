@@ -46,6 +46,12 @@ pub struct ChatMessage {
     pub content: String,
 }
 
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> ChatMessage {
+        ChatMessage { role: role.to_string(), content: content.to_string() }
+    }
+}
+
 /// A compiled-once, render-many chat template.
 #[derive(Clone, Debug)]
 pub struct ChatTemplate {

@@ -137,6 +137,15 @@ impl Model {
         Ok(self.tokenizer.encode(text, true, parse_special)?)
     }
 
+    /// Renders `messages` with the chat template (generation prompt added) and tokenizes the
+    /// result with special tokens parsed; BOS is added by the model's rules unless the
+    /// rendered text already starts with it.
+    pub fn chat_tokens(&self, messages: &[crate::template::ChatMessage]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, true)?;
+        let add_special = !self.template.starts_with_bos(&text, &self.tokenizer);
+        Ok(self.tokenizer.encode(&text, add_special, true)?)
+    }
+
     /// The context length a request gets: `requested` (0 = default) capped at the model's.
     pub fn context_len(&self, requested: usize) -> usize {
         let want = if requested == 0 { DEFAULT_CTX } else { requested };

@@ -135,7 +135,7 @@ impl<T> SyncPtr<T> {
 }
 
 /// Tokens per prefill tile (weights of a row are read once per tile).
-const TILE_TOKENS: usize = 4;
+const TILE_TOKENS: usize = 8;
 /// Bytes of weights a prefill chunk aims to keep in L1/L2 while tokens stream past.
 const CHUNK_BYTES: usize = 24 * 1024;
 

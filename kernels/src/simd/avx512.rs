@@ -9,8 +9,16 @@ use std::arch::x86_64::*;
 
 pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
     Some(match ty {
-        GgmlType::Q4_K => |x, y| tile_dispatch(x, &[y], q4k::<1>, q4k::<2>, q4k::<3>, q4k::<4>).0,
-        GgmlType::Q6_K => |x, y| tile_dispatch(x, &[y], q6k::<1>, q6k::<2>, q6k::<3>, q6k::<4>).0,
+        GgmlType::Q4_K => |x, y| {
+            let mut out = [0f32; 1];
+            tile::<BlockQ4K>(x, &[y], &mut out, Kernels::Q4K);
+            out[0]
+        },
+        GgmlType::Q6_K => |x, y| {
+            let mut out = [0f32; 1];
+            tile::<BlockQ6K>(x, &[y], &mut out, Kernels::Q6K);
+            out[0]
+        },
         GgmlType::Q4_0 => |x, y| unsafe { super::x86::vnni::vec_dot_q4_0_q8_0(x, y) },
         GgmlType::Q4_1 => |x, y| unsafe { super::x86::vnni::vec_dot_q4_1_q8_1(x, y) },
         GgmlType::Q5_0 => |x, y| unsafe { super::x86::vnni::vec_dot_q5_0_q8_0(x, y) },
@@ -21,80 +29,96 @@ pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
 
 pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
     Some(match ty {
-        GgmlType::Q4_K => |x, ys, out| {
-            let (first, rest) = tile_dispatch(x, ys, q4k::<1>, q4k::<2>, q4k::<3>, q4k::<4>);
-            out[0] = first;
-            out[1..ys.len()].copy_from_slice(&rest[..ys.len() - 1]);
-        },
-        GgmlType::Q6_K => |x, ys, out| {
-            let (first, rest) = tile_dispatch(x, ys, q6k::<1>, q6k::<2>, q6k::<3>, q6k::<4>);
-            out[0] = first;
-            out[1..ys.len()].copy_from_slice(&rest[..ys.len() - 1]);
-        },
+        GgmlType::Q4_K => |x, ys, out| tile::<BlockQ4K>(x, ys, out, Kernels::Q4K),
+        GgmlType::Q6_K => |x, ys, out| tile::<BlockQ6K>(x, ys, out, Kernels::Q6K),
         _ => return None,
     })
 }
 
-type Tile<W, const N: usize> = unsafe fn(&[W], &[&[BlockQ8K]; N]) -> [f32; N];
+#[derive(Clone, Copy)]
+enum Kernels {
+    Q4K,
+    Q6K,
+}
 
-/// Casts the rows and calls the kernel for ys.len() tokens; returns (out[0], out[1..4]).
-/// Falls back to the scalar kernel if an activation row is not 4-byte aligned.
-fn tile_dispatch<W: bytemuck::Pod>(
-    x: &[u8],
-    ys: &[&[u8]],
-    k1: Tile<W, 1>,
-    k2: Tile<W, 2>,
-    k3: Tile<W, 3>,
-    k4: Tile<W, 4>,
-) -> (f32, [f32; 3]) {
-    let Some(w) = cast_or_none::<W>(x) else { return (f32::NAN, [f32::NAN; 3]) };
-    let mut yb: [&[BlockQ8K]; 4] = [&[]; 4];
+/// Casts the rows and runs the kernel for ys.len() (1..=TILE_MAX) tokens into out.
+/// Misaligned or mismatched activation rows give NaN (never produced by `QuantizedActs`).
+fn tile<W: bytemuck::Pod>(x: &[u8], ys: &[&[u8]], out: &mut [f32], k: Kernels) {
+    let Some(w) = cast_or_none::<W>(x) else { return out.fill(f32::NAN) };
+    let mut yb: [&[BlockQ8K]; TILE_MAX] = [&[]; TILE_MAX];
     for (o, y) in yb.iter_mut().zip(ys) {
         match cast_or_none::<BlockQ8K>(y) {
-            Some(b) if b.len() == w.len() => *o = b,
-            _ => return (f32::NAN, [f32::NAN; 3]),
+            Some(b) if b.len() * std::mem::size_of::<W>() == x.len() => *o = b,
+            _ => return out.fill(f32::NAN),
         }
     }
-    // SAFETY: these kernels are only handed out when AVX-512 BW/VL + VNNI were detected.
-    unsafe {
-        match ys.len() {
-            1 => (k1(w, &[yb[0]])[0], [0.0; 3]),
-            2 => {
-                let r = k2(w, &[yb[0], yb[1]]);
-                (r[0], [r[1], 0.0, 0.0])
-            }
-            3 => {
-                let r = k3(w, &[yb[0], yb[1], yb[2]]);
-                (r[0], [r[1], r[2], 0.0])
-            }
-            _ => {
-                let r = k4(w, &[yb[0], yb[1], yb[2], yb[3]]);
-                (r[0], [r[1], r[2], r[3]])
-            }
-        }
+    let w_bytes: &[u8] = bytemuck::cast_slice(w);
+    macro_rules! run {
+        ($n:literal) => {{
+            let ys: &[&[BlockQ8K]; $n] = match yb[..$n].try_into() {
+                Ok(a) => a,
+                Err(_) => return,
+            };
+            // SAFETY: only handed out when AVX-512 BW/VL + VNNI were detected.
+            let r: [f32; $n] = unsafe {
+                match k {
+                    Kernels::Q4K => q4k::<$n>(bytemuck::cast_slice(w_bytes), ys),
+                    Kernels::Q6K => q6k::<$n>(bytemuck::cast_slice(w_bytes), ys),
+                }
+            };
+            out[..$n].copy_from_slice(&r);
+        }};
     }
+    match ys.len() {
+        1 => run!(1),
+        2 => run!(2),
+        3 => run!(3),
+        4 => run!(4),
+        5 => run!(5),
+        6 => run!(6),
+        7 => run!(7),
+        8 => run!(8),
+        _ => out.fill(f32::NAN),
+    }
+}
+
+/// Most tokens one tile kernel call handles.
+pub const TILE_MAX: usize = 8;
+
+/// vpermw indexes that expand per-sub-block i16 scales to match `packs_epi32(p_a, p_b)`:
+/// 128-bit lane k holds p_a lanes 4k..4k+4 then p_b lanes 4k..4k+4 (as i16), and those 4
+/// i32 lanes each belong to sub-block `sub(chunk, k)`.
+#[inline(always)]
+unsafe fn pack_scale_index(a: usize, b: usize, sub: fn(usize, usize) -> usize) -> __m512i {
+    let mut idx = [0i16; 32];
+    for (i, v) in idx.iter_mut().enumerate() {
+        let (k, pos) = (i / 8, i % 8);
+        *v = if pos < 4 { sub(a, k) } else { sub(b, k) } as i16;
+    }
+    _mm512_loadu_si512(idx.as_ptr() as *const __m512i)
 }
 
 /// Q4_K · Q8_K for N tokens. Per super-block: each 32-byte chunk c of qs is broadcast to both
 /// halves of a zmm and shifted by [0 | 4] so the register holds sub-blocks 2c and 2c+1 in
-/// element order (matching q8[64c..64c+64]); vpdpbusd gives 16 partial sums of 4 products,
-/// weighted by d·scale per half; the mins go through bsums (spec §2.2).
+/// element order (matching q8[64c..64c+64]); vpdpbusd gives 16 partial sums of 4 products
+/// (|sum| <= 7620, so two results pack to i16 losslessly), and one vpmaddwd per chunk pair
+/// applies the sub-block scales. The mins go through bsums (spec §2.2).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);
     let shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
-    let idx: [__m512i; 4] = std::array::from_fn(|c| {
-        let (a, b) = (2 * c as i32, 2 * c as i32 + 1);
-        _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a)
-    });
+    // chunk c, 128-bit lane k: i32 lanes 4k..4k+4 are sub-block 2c (k < 2) or 2c+1.
+    let sub = |c: usize, k: usize| 2 * c + k / 2;
+    let idx01 = pack_scale_index(0, 1, sub);
+    let idx23 = pack_scale_index(2, 3, sub);
     let mut acc = [_mm512_setzero_ps(); N];
     let mut accm = [_mm256_setzero_ps(); N];
     for (i, b) in x.iter().enumerate() {
         let u = unpack_k4_scales(&b.scales);
         let (d, dmin) = (fp16(b.d), fp16(b.dmin));
-        let sc = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, u[1] as i32, u[0] as i32));
-        let scf = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(d));
-        let dsc: [__m512; 4] = std::array::from_fn(|c| _mm512_permutexvar_ps(idx[c], scf));
+        let sc16 = _mm512_cvtepu8_epi16(_mm256_set_epi32(0, 0, 0, 0, 0, 0, u[1] as i32, u[0] as i32));
+        let s01 = _mm512_permutexvar_epi16(idx01, sc16);
+        let s23 = _mm512_permutexvar_epi16(idx23, sc16);
         let mins8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
         let mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
         let qp = b.qs.as_ptr();
@@ -104,14 +128,17 @@ unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
         });
         for t in 0..N {
             let y = ys[t].get_unchecked(i);
-            let yp = y.qs.as_ptr();
-            let mut s = _mm512_setzero_ps();
-            for c in 0..4 {
-                let a = _mm512_loadu_si512(yp.add(64 * c) as *const __m512i);
-                let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[c], a);
-                s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dsc[c], s);
-            }
-            acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(y.d), acc[t]);
+            let yp = y.qs.as_ptr() as *const __m512i;
+            let z = _mm512_setzero_si512();
+            let p0 = _mm512_dpbusd_epi32(z, q[0], _mm512_loadu_si512(yp));
+            let p1 = _mm512_dpbusd_epi32(z, q[1], _mm512_loadu_si512(yp.add(1)));
+            let p2 = _mm512_dpbusd_epi32(z, q[2], _mm512_loadu_si512(yp.add(2)));
+            let p3 = _mm512_dpbusd_epi32(z, q[3], _mm512_loadu_si512(yp.add(3)));
+            let s = _mm512_add_epi32(
+                _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), s01),
+                _mm512_madd_epi16(_mm512_packs_epi32(p2, p3), s23),
+            );
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * y.d), acc[t]);
             let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
             let pm = _mm256_madd_epi16(bs, mins16);
             accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-dmin * y.d), accm[t]);
@@ -122,26 +149,27 @@ unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
 
 /// Q6_K · Q8_K for N tokens. The 64-element chunk k = 2n + h of the super-block takes its low
 /// nibbles from ql[64n..64n+64] (shifted by 4h) and its top bits from qh[32n..32n+32]
-/// (shifted by 4h | 4h+2); the unsigned 0..63 quants go through vpdpbusd and the −32 offset is
-/// folded in as −32·Σ scale·bsum.
+/// (shifted by 4h | 4h+2); the unsigned 0..63 quants go through vpdpbusd (|sum| <= 32004,
+/// packs to i16), vpmaddwd applies the signed scales, and the −32 offset is folded in as
+/// −32·Σ scale·bsum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);
     let m2 = _mm512_set1_epi8(0x03);
-    let idx: [__m512i; 4] = std::array::from_fn(|k| {
-        let b = 4 * k as i32;
-        _mm512_set_epi32(b + 3, b + 3, b + 3, b + 3, b + 2, b + 2, b + 2, b + 2, b + 1, b + 1, b + 1, b + 1, b, b, b, b)
-    });
+    // chunk c, 128-bit lane k: i32 lanes 4k..4k+4 are the 16-element sub-block 4c + k.
+    let sub = |c: usize, k: usize| 4 * c + k;
+    let idx01 = pack_scale_index(0, 1, sub);
+    let idx23 = pack_scale_index(2, 3, sub);
     let lo_shift = [_mm512_set1_epi64(0), _mm512_set1_epi64(4)];
     let hi_shift = [_mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4)];
     let mut acc = [_mm512_setzero_ps(); N];
-    let mut accb = [_mm256_setzero_ps(); N];
     for (i, b) in x.iter().enumerate() {
         let d = fp16(b.d);
         let sc128 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
-        let scf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc128)), _mm512_set1_ps(d));
-        let dsc: [__m512; 4] = std::array::from_fn(|k| _mm512_permutexvar_ps(idx[k], scf));
-        let sc16 = _mm256_cvtepi8_epi16(sc128);
+        let sc16 = _mm512_cvtepi8_epi16(_mm256_castsi128_si256(sc128));
+        let s01 = _mm512_permutexvar_epi16(idx01, sc16);
+        let s23 = _mm512_permutexvar_epi16(idx23, sc16);
+        let sc16y = _mm256_cvtepi8_epi16(sc128);
         let q: [__m512i; 4] = std::array::from_fn(|k| {
             let (n, h) = (k / 2, k % 2);
             let ql = _mm512_loadu_si512(b.ql.as_ptr().add(64 * n) as *const __m512i);
@@ -152,18 +180,22 @@ unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
         });
         for t in 0..N {
             let y = ys[t].get_unchecked(i);
-            let yp = y.qs.as_ptr();
-            let mut s = _mm512_setzero_ps();
-            for k in 0..4 {
-                let a = _mm512_loadu_si512(yp.add(64 * k) as *const __m512i);
-                let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[k], a);
-                s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dsc[k], s);
-            }
-            acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(y.d), acc[t]);
+            let yp = y.qs.as_ptr() as *const __m512i;
+            let z = _mm512_setzero_si512();
+            let p0 = _mm512_dpbusd_epi32(z, q[0], _mm512_loadu_si512(yp));
+            let p1 = _mm512_dpbusd_epi32(z, q[1], _mm512_loadu_si512(yp.add(1)));
+            let p2 = _mm512_dpbusd_epi32(z, q[2], _mm512_loadu_si512(yp.add(2)));
+            let p3 = _mm512_dpbusd_epi32(z, q[3], _mm512_loadu_si512(yp.add(3)));
+            let s = _mm512_add_epi32(
+                _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), s01),
+                _mm512_madd_epi16(_mm512_packs_epi32(p2, p3), s23),
+            );
+            // −32·Σ scale·bsum, 8 i32 lanes, added into the low half of s.
             let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-            let pb = _mm256_madd_epi16(bs, sc16);
-            accb[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_set1_ps(-32.0 * d * y.d), accb[t]);
+            let bias = _mm512_zextsi256_si512(_mm256_slli_epi32(_mm256_madd_epi16(bs, sc16y), 5));
+            let s = _mm512_sub_epi32(s, bias);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * y.d), acc[t]);
         }
     }
-    std::array::from_fn(|t| _mm512_reduce_add_ps(acc[t]) + hsum256(accb[t]))
+    std::array::from_fn(|t| _mm512_reduce_add_ps(acc[t]))
 }

@@ -100,12 +100,12 @@ fn simd_tiles_match_scalar() {
             let Some(f) = tile_fn_for(ty, isa) else { continue };
             let vt = ty.vec_dot_type();
             for (case, w) in weight_cases(ty, n, &mut seed) {
-                let acts: Vec<Vec<u8>> = (0..4)
+                let acts: Vec<Vec<u8>> = (0..8)
                     .map(|_| quantized(vt, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>()))
                     .collect();
-                for nt in 1..=4 {
+                for nt in 1..=8 {
                     let ys: Vec<&[u8]> = acts[..nt].iter().map(|a| a.as_slice()).collect();
-                    let mut out = [0f32; 4];
+                    let mut out = [0f32; 8];
                     f(&w, &ys, &mut out[..nt]);
                     for t in 0..nt {
                         let want = vec_dot_scalar(ty, &w, &acts[t]);

@@ -111,8 +111,11 @@ impl Generation {
                         return Some(Item::Text(t.text));
                     }
                 }
-                Event::Done(out) => {
+                Event::Done(mut out) => {
                     self.finished = true;
+                    // Ollama counts the whole prompt, cached prefix included; the engine counts
+                    // only what it evaluated. The context is prompt + generated tokens.
+                    out.prompt_eval_count = out.context.len().saturating_sub(out.eval_count).max(out.prompt_eval_count);
                     self.state.metrics.record_tokens(out.prompt_eval_count, out.eval_count);
                     return Some(Item::Done(out));
                 }

@@ -1,0 +1,49 @@
+//! `kiln bench MODEL -p 512 -n 128 -t 2`: prompt-processing and decode tokens/s, like llama-bench.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use kiln_engine::{LoadOptions, Model};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Model: a store name or a path to a .gguf file.
+    pub model: String,
+    /// Prompt tokens to process.
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: usize,
+    /// Worker threads (default: KILN_THREADS or all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Repetitions of each test (after one warm-up).
+    #[arg(short = 'r', long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> {
+    let entry = super::store(models).resolve(&args.model)?;
+    let model_path = entry.path.as_path();
+    let model = Model::load(model_path, &LoadOptions { threads: args.threads })
+        .with_context(|| format!("cannot load {}", model_path.display()))?;
+    let name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let r = kiln_engine::bench::run(&model, &name, args.n_prompt, args.n_gen, args.repetitions)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let info = model.info();
+    println!("| model | size | params | threads | test | t/s |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let size = format!("{:.2} MiB", info.file_size as f64 / (1024.0 * 1024.0));
+    let params = format!("{:.2} M", info.n_params as f64 / 1e6);
+    for (test, rate) in [(format!("pp{}", r.pp.tokens), &r.pp), (format!("tg{}", r.tg.tokens), &r.tg)] {
+        println!("| {} | {size} | {params} | {} | {test} | {:.2} ± {:.2} |", r.model, r.threads, rate.tok_s_mean, rate.tok_s_sd);
+    }
+    println!("peak RSS: {:.1} MiB", r.peak_rss_bytes as f64 / (1024.0 * 1024.0));
+    Ok(())
+}

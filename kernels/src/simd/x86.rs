@@ -9,11 +9,20 @@ pub fn cast_or_none<T: bytemuck::Pod>(b: &[u8]) -> Option<&[T]> {
     bytemuck::try_cast_slice(b).ok()
 }
 
-/// f16 → f32 with F16C.
+/// f16 → f32 with F16C. A broadcast load (not `cvtsi32_si128`, which LLVM turns into a
+/// `pinsrw` into whatever register is free, often an accumulator: a false dependency that
+/// serialized the legacy loops).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn fp16(h: Half) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(h.0) as i32)))
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(u16::from_le_bytes(h.0) as i16)))
+}
+
+/// f16 broadcast to 8 f32 lanes (every lane written: no false dependency).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn fp16x8(h: Half) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(u16::from_le_bytes(h.0) as i16))
 }
 
 #[inline]
@@ -77,6 +86,33 @@ pub unsafe fn bytes_from_bits_32(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
+/// Runs `$body` (an expression giving (products as f32x8, scale f32x8)) over block pairs
+/// `($a, $b)` of `$x`, `$y` with two accumulators, unrolled by 2 so consecutive blocks' FMAs
+/// are independent. Evaluates to the summed f32x8.
+macro_rules! pair_loop {
+    ($x:expr, $y:expr, |$a:ident, $b:ident| $body:expr) => {{
+        let (x, y) = ($x, $y);
+        let n = x.len().min(y.len());
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 1 < n {
+            let ($a, $b) = (x.get_unchecked(i), y.get_unchecked(i));
+            let (p0, d0) = $body;
+            acc0 = _mm256_fmadd_ps(p0, d0, acc0);
+            let ($a, $b) = (x.get_unchecked(i + 1), y.get_unchecked(i + 1));
+            let (p1, d1) = $body;
+            acc1 = _mm256_fmadd_ps(p1, d1, acc1);
+            i += 2;
+        }
+        if i < n {
+            let ($a, $b) = (x.get_unchecked(i), y.get_unchecked(i));
+            let (p0, d0) = $body;
+            acc0 = _mm256_fmadd_ps(p0, d0, acc0);
+        }
+        _mm256_add_ps(acc0, acc1)
+    }};
+}
+
 /// Generates the legacy 32-element kernels for one feature set; `$dot` is the u8·i8 helper.
 macro_rules! legacy_kernels {
     ($dot:ident, $features:literal) => {
@@ -87,62 +123,54 @@ macro_rules! legacy_kernels {
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q8_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ8_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
-            let mut acc = _mm256_setzero_ps();
-            for (a, b) in x.iter().zip(y) {
+            hsum256(pair_loop!(x, y, |a, b| {
                 let qa = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
                 let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
                 let (ua, sb) = abs_sign(qa, qb);
-                let p = $dot(ua, sb);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-            }
-            hsum256(acc)
+                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d)))
+            }))
         }
 
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q4_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
-            let mut acc = _mm256_setzero_ps();
             let off = _mm256_set1_epi8(8);
-            for (a, b) in x.iter().zip(y) {
+            hsum256(pair_loop!(x, y, |a, b| {
                 let qa = _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off);
                 let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
                 let (ua, sb) = abs_sign(qa, qb);
-                let p = $dot(ua, sb);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-            }
-            hsum256(acc)
+                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d)))
+            }))
         }
 
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q5_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ5_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
-            let mut acc = _mm256_setzero_ps();
             let off = _mm256_set1_epi8(16);
             let bit = _mm256_set1_epi8(0x10);
-            for (a, b) in x.iter().zip(y) {
+            hsum256(pair_loop!(x, y, |a, b| {
                 let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
                 let qa = _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off);
                 let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
                 let (ua, sb) = abs_sign(qa, qb);
-                let p = $dot(ua, sb);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-            }
-            hsum256(acc)
+                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d)))
+            }))
         }
 
+        /// Σ d·dy·(q·y) + m·s: the m·s terms ride in lane 0 of a second pair loop's vector.
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q4_1_q8_1(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_1>(x), cast_or_none::<BlockQ8_1>(y)) else { return f32::NAN };
-            let mut acc = _mm256_setzero_ps();
-            let mut summs = 0f32;
-            for (a, b) in x.iter().zip(y) {
+            let lane0 = _mm256_setr_ps(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+            hsum256(pair_loop!(x, y, |a, b| {
                 let qa = nibbles_j_j16(a.qs.as_ptr());
                 let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let p = $dot(qa, qb);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(a.d) * fp16(b.d)), acc);
-                summs += fp16(a.m) * fp16(b.s);
-            }
-            hsum256(acc) + summs
+                let p = _mm256_cvtepi32_ps($dot(qa, qb));
+                // d·dy·p + m·s in lane 0; the pair loop then multiplies by 1.
+                let ddy = _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d));
+                let ms = _mm256_mul_ps(_mm256_mul_ps(fp16x8(a.m), fp16x8(b.s)), lane0);
+                (_mm256_fmadd_ps(p, ddy, ms), _mm256_set1_ps(1.0))
+            }))
         }
     };
 }

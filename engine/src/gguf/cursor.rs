@@ -4,6 +4,7 @@
 
 use super::error::GgufError;
 
+#[derive(Clone)]
 pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,

@@ -227,7 +227,15 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> Result<Array, Gguf
 /// faster than per string); only if that fails, or a string ends mid-character, is each string
 /// re-decoded on its own with replacement characters.
 fn read_str_array(c: &mut Cursor<'_>, n: u64, ctx: &dyn Fn() -> String) -> Result<StrArray, GgufError> {
-    let mut buf = Vec::new();
+    // First pass: validate every length and sum them, so the buffer is allocated once, exactly
+    // (never more than the bytes really present in the file).
+    let start = c.clone();
+    let mut total: usize = 0;
+    for _ in 0..n {
+        total = total.saturating_add(read_str_bytes(c, ctx)?.len());
+    }
+    *c = start;
+    let mut buf = Vec::with_capacity(total);
     let mut ends = Vec::with_capacity(bounded_capacity::<usize>(n, c.remaining()));
     for _ in 0..n {
         buf.extend_from_slice(read_str_bytes(c, ctx)?);

@@ -113,8 +113,32 @@ impl QuantizedActs {
     }
 }
 
-/// Quantizes one activation row; Q8_K takes the fast path (bytes are 4-aligned here).
+/// Quantizes one activation row (bytes are 8-aligned here), with SIMD where available.
 fn quantize_act_row(ty: GgmlType, x: &[f32], q: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd::isa() == simd::Isa::Avx512 {
+        use crate::quants::{BlockQ8_0, BlockQ8_1};
+        use crate::simd::act_avx512 as act;
+        // SAFETY: Isa::Avx512 means AVX-512 F/BW/VL were detected.
+        match ty {
+            GgmlType::Q8_K => {
+                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8K>(q) {
+                    return unsafe { act::quantize_row_q8_k(x, b) };
+                }
+            }
+            GgmlType::Q8_0 => {
+                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_0>(q) {
+                    return unsafe { act::quantize_row_q8_0(x, b) };
+                }
+            }
+            GgmlType::Q8_1 => {
+                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_1>(q) {
+                    return unsafe { act::quantize_row_q8_1(x, b) };
+                }
+            }
+            _ => {}
+        }
+    }
     if ty == GgmlType::Q8_K {
         if let Ok(blocks) = bytemuck::try_cast_slice_mut::<u8, BlockQ8K>(q) {
             quants::q8_k::quantize_row_q8_k_ref(x, blocks);

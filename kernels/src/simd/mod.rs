@@ -5,7 +5,7 @@ use crate::types::GgmlType;
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
-pub mod act_avx512;
+pub(crate) mod act_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]

@@ -83,7 +83,11 @@ impl QuantizedActs {
             debug_assert!(false, "{vec_dot_ty}: {cols} columns not a multiple of the block size");
             return;
         };
-        assert!(x.len() >= n_tokens * cols, "activations: {} < {n_tokens}x{cols}", x.len());
+        if x.len() < n_tokens * cols {
+            debug_assert!(false, "activations: {} < {n_tokens}x{cols}", x.len());
+            self.n_tokens = 0;
+            return;
+        }
         let words = (row_bytes * n_tokens).div_ceil(8);
         if self.buf.len() < words {
             self.buf.resize(words, 0);
@@ -167,8 +171,9 @@ const CHUNK_BYTES: usize = 24 * 1024;
 /// Uses the mat-vec kernel when n_tokens == 1, the token-tiled kernel otherwise.
 pub fn matmul_q(pool: &ThreadPool, w: &QMatrix, qx: &QuantizedActs, n_tokens: usize, y: &mut [f32]) {
     let ok = qx.ty == w.ty.vec_dot_type() && qx.cols == w.cols && qx.n_tokens >= n_tokens && y.len() >= n_tokens * w.rows;
-    assert!(ok, "matmul_q: {} weight {}x{}, acts {} {}x{}, {} tokens, y {}", w.ty, w.rows, w.cols, qx.ty, qx.n_tokens, qx.cols, n_tokens, y.len());
-    if n_tokens == 0 || w.rows == 0 {
+    // A caller bug, not a data error: loud in debug builds, a no-op in release.
+    debug_assert!(ok, "matmul_q: {} weight {}x{}, acts {} {}x{}, {} tokens, y {}", w.ty, w.rows, w.cols, qx.ty, qx.n_tokens, qx.cols, n_tokens, y.len());
+    if !ok || n_tokens == 0 || w.rows == 0 || w.data.len() != w.rows * w.ty.row_bytes(w.cols).unwrap_or(0) {
         return;
     }
     let rb = w.row_bytes();

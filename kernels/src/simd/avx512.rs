@@ -9,15 +9,14 @@ use std::arch::x86_64::*;
 
 pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
     Some(match ty {
-        GgmlType::Q4_K => |x, y| {
-            let mut out = [0f32; 1];
-            tile::<BlockQ4K>(x, &[y], &mut out, Kernels::Q4K);
-            out[0]
+        // SAFETY (both): handed out only when AVX-512 BW/VL + VNNI were detected.
+        GgmlType::Q4_K => |x, y| match (cast_or_none::<BlockQ4K>(x), cast_or_none::<BlockQ8K>(y)) {
+            (Some(a), Some(b)) if a.len() == b.len() => unsafe { q4k::<1>(a, &[b])[0] },
+            _ => f32::NAN,
         },
-        GgmlType::Q6_K => |x, y| {
-            let mut out = [0f32; 1];
-            tile::<BlockQ6K>(x, &[y], &mut out, Kernels::Q6K);
-            out[0]
+        GgmlType::Q6_K => |x, y| match (cast_or_none::<BlockQ6K>(x), cast_or_none::<BlockQ8K>(y)) {
+            (Some(a), Some(b)) if a.len() == b.len() => unsafe { q6k::<1>(a, &[b])[0] },
+            _ => f32::NAN,
         },
         GgmlType::Q4_0 => |x, y| unsafe { super::x86::vnni::vec_dot_q4_0_q8_0(x, y) },
         GgmlType::Q4_1 => |x, y| unsafe { super::x86::vnni::vec_dot_q4_1_q8_1(x, y) },
@@ -87,15 +86,26 @@ pub const TILE_MAX: usize = 8;
 
 /// vpermw indexes that expand per-sub-block i16 scales to match `packs_epi32(p_a, p_b)`:
 /// 128-bit lane k holds p_a lanes 4k..4k+4 then p_b lanes 4k..4k+4 (as i16), and those 4
-/// i32 lanes each belong to sub-block `sub(chunk, k)`.
-#[inline(always)]
-unsafe fn pack_scale_index(a: usize, b: usize, sub: fn(usize, usize) -> usize) -> __m512i {
+/// i32 lanes each belong to sub-block `a·per + k/div` (chunks a, b = a + 1).
+const fn pack_scale_index(a: usize, per: usize, div: usize) -> [i16; 32] {
     let mut idx = [0i16; 32];
-    for (i, v) in idx.iter_mut().enumerate() {
+    let mut i = 0;
+    while i < 32 {
         let (k, pos) = (i / 8, i % 8);
-        *v = if pos < 4 { sub(a, k) } else { sub(b, k) } as i16;
+        let c = if pos < 4 { a } else { a + 1 };
+        idx[i] = (c * per + k / div) as i16;
+        i += 1;
     }
-    _mm512_loadu_si512(idx.as_ptr() as *const __m512i)
+    idx
+}
+
+/// Q4_K chunk c, lane k: sub-block 2c + k/2. Q6_K chunk c, lane k: sub-block 4c + k.
+static Q4K_IDX: [[i16; 32]; 2] = [pack_scale_index(0, 2, 2), pack_scale_index(2, 2, 2)];
+static Q6K_IDX: [[i16; 32]; 2] = [pack_scale_index(0, 4, 1), pack_scale_index(2, 4, 1)];
+
+#[inline(always)]
+unsafe fn load_idx(a: &[i16; 32]) -> __m512i {
+    _mm512_loadu_si512(a.as_ptr() as *const __m512i)
 }
 
 /// Q4_K · Q8_K for N tokens. Per super-block: each 32-byte chunk c of qs is broadcast to both
@@ -107,10 +117,7 @@ unsafe fn pack_scale_index(a: usize, b: usize, sub: fn(usize, usize) -> usize) -
 unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);
     let shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
-    // chunk c, 128-bit lane k: i32 lanes 4k..4k+4 are sub-block 2c (k < 2) or 2c+1.
-    let sub = |c: usize, k: usize| 2 * c + k / 2;
-    let idx01 = pack_scale_index(0, 1, sub);
-    let idx23 = pack_scale_index(2, 3, sub);
+    let (idx01, idx23) = (load_idx(&Q4K_IDX[0]), load_idx(&Q4K_IDX[1]));
     let mut acc = [_mm512_setzero_ps(); N];
     let mut accm = [_mm256_setzero_ps(); N];
     for (i, b) in x.iter().enumerate() {
@@ -156,10 +163,7 @@ unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
 unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);
     let m2 = _mm512_set1_epi8(0x03);
-    // chunk c, 128-bit lane k: i32 lanes 4k..4k+4 are the 16-element sub-block 4c + k.
-    let sub = |c: usize, k: usize| 4 * c + k;
-    let idx01 = pack_scale_index(0, 1, sub);
-    let idx23 = pack_scale_index(2, 3, sub);
+    let (idx01, idx23) = (load_idx(&Q6K_IDX[0]), load_idx(&Q6K_IDX[1]));
     let lo_shift = [_mm512_set1_epi64(0), _mm512_set1_epi64(4)];
     let hi_shift = [_mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4)];
     let mut acc = [_mm512_setzero_ps(); N];

@@ -102,7 +102,7 @@ corrupt!(tensor_offset_past_eof, Bytes::header(1, 0).tensor("t", &[8], F32, 1 <<
 corrupt!(tensor_info_truncated, Bytes::header(1, 0).str("t").u32(4).u64(8).u64(8).u64(8), GgufError::Truncated { what: "dimension", ref context, .. } if context.contains("\"t\""));
 
 // ---- data section ----
-corrupt!(data_one_byte_short, Bytes { 0: { let mut b = one_tensor(32).0; b.pop(); b } }, GgufError::TensorOutOfBounds { n_bytes: 128, data_len: 127, .. });
+corrupt!(data_one_byte_short, Bytes({ let mut b = one_tensor(32).0; b.pop(); b }), GgufError::TensorOutOfBounds { n_bytes: 128, data_len: 127, .. });
 corrupt!(data_section_missing, Bytes::header(1, 0).tensor("t", &[8], F32, 0), GgufError::DataOutOfBounds { .. });
 corrupt!(data_overlapping_tensors, Bytes::header(2, 0).tensor("a", &[64], F32, 0).tensor("b", &[64], F32, 128).pad(32).zeros(512), GgufError::OverlappingTensors { .. });
 corrupt!(data_custom_align_offset, Bytes::header(1, 1).kv_u32("general.alignment", 64).tensor("t", &[8], F32, 32).pad(64).zeros(256), GgufError::MisalignedTensor { offset: 32, alignment: 64, .. });

@@ -112,7 +112,7 @@ fn writer_rejects_what_the_reader_would() {
         GgufWriter::new(3, 32).tensor("t", &[16], GgmlType::Q4_0, &four),
         GgufWriter::new(3, 32).tensor("t", &[1, 1, 1, 1, 1], GgmlType::F32, &four),
         GgufWriter::new(3, 32).tensor("t", &[1], GgmlType::F32, &four).tensor("t", &[1], GgmlType::F32, &four),
-        GgufWriter::new(3, 32).tensor(&"n".repeat(64), &[1], GgmlType::F32, &four),
+        GgufWriter::new(3, 32).tensor("n".repeat(64), &[1], GgmlType::F32, &four),
     ];
     for (i, w) in cases.iter().enumerate() {
         let mut out = Vec::new();

@@ -42,12 +42,12 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
     // what is left is rejected before it sizes any allocation (Talos 1915/1916, ds4 #545).
     let remaining = c.remaining();
     let kv_min = n_kv.checked_mul(MIN_KV_BYTES);
-    if kv_min.map_or(true, |b| b > remaining) {
+    if !matches!(kv_min, Some(b) if b <= remaining) {
         return Err(GgufError::CountTooLarge { what: "metadata count", count: n_kv, offset: n_kv_at, remaining });
     }
     let tensor_min = n_tensors.checked_mul(MIN_TENSOR_INFO_BYTES);
     let total_min = kv_min.zip(tensor_min).and_then(|(a, b)| a.checked_add(b));
-    if total_min.map_or(true, |b| b > remaining) {
+    if !matches!(total_min, Some(b) if b <= remaining) {
         return Err(GgufError::CountTooLarge { what: "tensor count", count: n_tensors, offset: n_tensors_at, remaining });
     }
 

@@ -121,7 +121,7 @@ pub(crate) fn check_layout(tensors: &[TensorInfo], header_end: u64, alignment: u
     let data_len = file_len.saturating_sub(data_offset);
     for t in tensors {
         let end = t.offset.checked_add(t.n_bytes);
-        if end.map_or(true, |e| e > data_len) {
+        if !matches!(end, Some(e) if e <= data_len) {
             return Err(GgufError::TensorOutOfBounds { name: t.name.clone(), offset: t.offset, n_bytes: t.n_bytes, data_len });
         }
     }

@@ -139,7 +139,7 @@ impl<'a> GgufWriter<'a> {
             if t.name.is_empty() || t.name.len() as u64 > MAX_TENSOR_NAME_LEN || !names.insert(t.name.as_str()) {
                 return bad(format!("tensor name {:?} is empty, longer than 63 bytes or duplicated", t.name));
             }
-            if t.dims.is_empty() || t.dims.len() > MAX_DIMS as usize || t.dims.iter().any(|&d| d == 0) {
+            if t.dims.is_empty() || t.dims.len() > MAX_DIMS as usize || t.dims.contains(&0) {
                 return bad(format!("tensor {:?}: dims {:?} must be 1 to 4 non-zero values", t.name, t.dims));
             }
             let (_, n_bytes) = tensor_size(&t.name, &t.dims, t.ty)?;

@@ -47,7 +47,7 @@ impl ModelName {
         let s = s.trim();
         let last_slash = s.rfind('/');
         let (rest, tag) = match s.rfind(':') {
-            Some(c) if last_slash.map_or(true, |sl| c > sl) => (&s[..c], &s[c + 1..]),
+            Some(c) if !matches!(last_slash, Some(sl) if sl > c) => (&s[..c], &s[c + 1..]),
             _ => (s, DEFAULT_TAG),
         };
         let parts: Vec<&str> = rest.split('/').collect();

@@ -160,3 +160,15 @@ fn errors_name_offset_and_key() {
     let e = parse_err(Bytes::header(1, 0).tensor("blk.0.attn_q.weight", &[32], 77, 0).0);
     assert!(e.to_string().contains("blk.0.attn_q.weight") && e.to_string().contains("77"), "{e}");
 }
+
+/// CVE-2024-39721 shape: device files and directories are refused before any read.
+#[test]
+fn open_refuses_non_files() {
+    assert!(matches!(GgufFile::open("/dev/zero"), Err(GgufError::NotAFile { .. })));
+    assert!(matches!(GgufFile::open(std::env::temp_dir()), Err(GgufError::NotAFile { .. })));
+    assert!(matches!(GgufFile::open("/nonexistent/model.gguf"), Err(GgufError::Io { .. })));
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(GgufFile::open(&empty), Err(GgufError::Truncated { offset: 0, .. })));
+}

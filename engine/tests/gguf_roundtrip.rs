@@ -119,3 +119,14 @@ fn writer_rejects_what_the_reader_would() {
         assert!(matches!(w.write(&mut out), Err(GgufError::InvalidWrite(_) | GgufError::BadRowLength { .. })), "case {i} was accepted");
     }
 }
+
+#[test]
+fn version_2_round_trips() {
+    let data = 7.0f32.to_le_bytes();
+    let mut bytes = Vec::new();
+    GgufWriter::new(2, 32).metadata("general.name", Value::String("v2".into())).tensor("t", &[1], GgmlType::F32, &data).write(&mut bytes).unwrap();
+    assert_eq!(&bytes[4..8], &2u32.to_le_bytes());
+    let f = GgufFile::from_bytes(bytes).unwrap();
+    assert_eq!((f.version(), f.get_str("general.name").unwrap()), (2, "v2"));
+    assert_eq!(f.tensor_data(f.tensor("t").unwrap()), &data);
+}

@@ -1,9 +1,11 @@
 # Sourced by scripts/client-tests and scripts/load-test: starts `kiln serve` on a free loopback
 # port (KILN_URL is exported) and stops it on exit.
+# KILN_BIN, else the newer of target/release/kiln and target/debug/kiln, else a release build.
 kiln_bin() {
-    for b in target/release/kiln target/debug/kiln; do
-        if [ -x "$b" ]; then echo "$b"; return; fi
-    done
+    if [ -n "${KILN_BIN:-}" ]; then echo "$KILN_BIN"; return; fi
+    local b
+    b=$(ls -t target/release/kiln target/debug/kiln 2>/dev/null | head -1 || true)
+    if [ -n "$b" ]; then echo "$b"; return; fi
     echo "building target/release/kiln ..." >&2
     cargo build --release -p kiln-server >&2
     echo target/release/kiln

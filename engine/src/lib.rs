@@ -18,6 +18,7 @@ pub mod arch;
 pub mod bench;
 pub mod error;
 pub mod generate;
+#[cfg(feature = "gpu")] pub mod gpu;
 pub mod gguf;
 pub mod model;
 pub mod sampling;

@@ -1,0 +1,70 @@
+//! `kiln bench --device gpu`: the llama-bench measurement (engine/src/bench.rs) on a GPU session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{GpuModel, GpuSession};
+use crate::bench::{peak_rss_bytes, BenchResult, Rate};
+use crate::error::Result;
+use crate::model::exec::Outputs;
+
+fn rate(tokens: usize, secs: &[f64]) -> Rate {
+    let rates: Vec<f64> = secs.iter().map(|s| tokens as f64 / s.max(1e-9)).collect();
+    let n = rates.len().max(1) as f64;
+    let mean = rates.iter().sum::<f64>() / n;
+    let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    Rate { tokens, tok_s_mean: mean, tok_s_sd: var.sqrt() }
+}
+
+/// Same pseudo-random tokens as the CPU bench.
+fn tokens(n_vocab: usize, n: usize) -> Vec<u32> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n_vocab as u64) as u32
+        })
+        .collect()
+}
+
+/// Prompt processing of `pp` tokens and generation of `tg` tokens, each `reps` times after one
+/// warm-up, on one session whose cache is emptied between runs. `threads` reports 0.
+pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, reps: usize) -> Result<BenchResult> {
+    let reps = reps.max(1);
+    let n_vocab = gpu.model().info().n_vocab;
+    let prompt = tokens(n_vocab, pp.max(1));
+    let gen = tokens(n_vocab, tg.max(1));
+    let mut session = GpuSession::new(gpu, prompt.len().max(gen.len()))?;
+    let mut logits = Vec::new();
+    let mut pp_secs = Vec::new();
+    for r in 0..=reps {
+        session.truncate(0);
+        logits.clear();
+        let t = Instant::now();
+        session.eval(&prompt, Outputs::Last, &mut logits)?;
+        if r > 0 {
+            pp_secs.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let mut tg_secs = Vec::new();
+    for r in 0..=reps {
+        session.truncate(0);
+        let t = Instant::now();
+        for &tok in &gen {
+            logits.clear();
+            session.eval(&[tok], Outputs::Last, &mut logits)?;
+        }
+        if r > 0 {
+            tg_secs.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(BenchResult {
+        model: name.to_string(),
+        threads: 0,
+        pp: rate(prompt.len(), &pp_secs),
+        tg: rate(gen.len(), &tg_secs),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}

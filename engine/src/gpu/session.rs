@@ -1,0 +1,269 @@
+//! One sequence on the GPU: its KV cache in device memory, the prepared graphs, evaluation and
+//! generation (driven by [`Sequence`], exactly as the CPU [`crate::Session`]).
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+
+use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuError};
+
+use super::graph::{Acts, Graph, Head, Src, CHUNKS, CHUNK_MAX_ALL};
+use super::{gpu_err, GpuModel};
+use crate::error::{EngineError, Result};
+use crate::generate::{self, DoneReason, GenerateOutput, GenerateRequest, Sequence, TokenEvent};
+use crate::model::exec::Outputs;
+
+/// Output head over every position, built on first use (tests, perplexity).
+struct AllHeads {
+    logits: GpuBuffer, // [CHUNK_MAX_ALL][n_vocab]
+    heads: Vec<(usize, Head)>,
+    staging: wgpu::Buffer,
+}
+
+/// A KV cache of `n_ctx` positions on the device and everything a step records.
+pub struct GpuSession {
+    gpu: Arc<GpuModel>,
+    n_ctx: usize,
+    /// Positions whose K/V the cache holds.
+    len: usize,
+    /// The tokens a generation left in context (for prefix reuse by the next request).
+    tokens: Vec<u32>,
+    kv: Vec<(GpuBuffer, GpuBuffer)>, // per layer: K, V [n_ctx][n_head_kv·head_dim]
+    acts: Acts,
+    graphs: Vec<Graph>, // one per CHUNKS entry
+    head: Head,
+    all: Option<AllHeads>,
+    staging: wgpu::Buffer, // MAP_READ [n_vocab]
+    positions: Vec<u32>,
+    mapped: (Sender<bool>, Receiver<bool>),
+}
+
+impl GpuSession {
+    /// Allocates a KV cache of `n_ctx` positions (capped at the model's context) and builds
+    /// every kernel. Nothing more is allocated on the device until the session is dropped.
+    pub fn new(gpu: &Arc<GpuModel>, n_ctx: usize) -> Result<GpuSession> {
+        let n_ctx = gpu.model.context_len(n_ctx);
+        let (ctx, w) = (&gpu.ctx, &gpu.w);
+        let hp = &w.hp;
+        let kv = (0..hp.n_layer)
+            .map(|_| Ok((ctx.zeros_f32(n_ctx * hp.k_width())?, ctx.zeros_f32(n_ctx * hp.v_width())?)))
+            .collect::<Result<Vec<_>, GpuError>>()
+            .map_err(gpu_err)?;
+        let acts = Acts::new(ctx, w).map_err(gpu_err)?;
+        let graphs = CHUNKS.iter().map(|&n| Graph::build(ctx, w, &acts, &kv, n)).collect::<Result<Vec<_>, _>>().map_err(gpu_err)?;
+        let head = Head::last(ctx, w, &acts).map_err(gpu_err)?;
+        Ok(GpuSession {
+            staging: staging(ctx, hp.n_vocab),
+            gpu: gpu.clone(),
+            n_ctx,
+            len: 0,
+            tokens: Vec::new(),
+            kv,
+            acts,
+            graphs,
+            head,
+            all: None,
+            positions: Vec::with_capacity(CHUNKS[0]),
+            mapped: channel(),
+        })
+    }
+
+    pub fn gpu(&self) -> &Arc<GpuModel> {
+        &self.gpu
+    }
+
+    /// Positions the KV cache holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Forgets every position from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+        self.tokens.truncate(self.len);
+    }
+
+    /// Evaluates `tokens` after what the cache holds; appends the logits of the last position
+    /// (`Outputs::Last`) or of every position (`Outputs::All`), n_vocab each, to `out`.
+    pub fn eval(&mut self, tokens: &[u32], outputs: Outputs, out: &mut Vec<f32>) -> Result<()> {
+        self.eval_inner(tokens, outputs, out)?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(())
+    }
+
+    fn eval_inner(&mut self, tokens: &[u32], outputs: Outputs, out: &mut Vec<f32>) -> Result<()> {
+        let n_vocab = self.gpu.w.hp.n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(EngineError::InvalidRequest(format!("token id {bad} is outside the vocabulary of {n_vocab}")));
+        }
+        if self.len + tokens.len() > self.n_ctx {
+            return Err(EngineError::ContextOverflow { prompt: self.len + tokens.len(), ctx: self.n_ctx });
+        }
+        if outputs == Outputs::All && self.all.is_none() {
+            self.all = Some(self.build_all_heads()?);
+        }
+        let max = if outputs == Outputs::All { CHUNK_MAX_ALL } else { CHUNKS[0] };
+        let mut rest = tokens;
+        while !rest.is_empty() {
+            let gi = CHUNKS.iter().position(|&c| c <= max && c <= rest.len()).unwrap_or(CHUNKS.len() - 1);
+            let (chunk, tail) = rest.split_at(CHUNKS[gi].min(rest.len()));
+            let last = tail.is_empty();
+            let result = self.step(gi, chunk, outputs == Outputs::All, last && outputs == Outputs::Last, out);
+            if let Err(e) = result {
+                // What the failed step wrote is unreliable: forget the whole sequence.
+                self.len = 0;
+                self.tokens.clear();
+                return Err(e);
+            }
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// One command encoder: embedding, every layer, and the wanted output head.
+    fn step(&mut self, gi: usize, chunk: &[u32], all: bool, last: bool, out: &mut Vec<f32>) -> Result<()> {
+        let ctx = &self.gpu.ctx;
+        let w = &self.gpu.w;
+        let (m, pos0) = (chunk.len(), self.len);
+        let (kw, vw, e) = (w.hp.k_width(), w.hp.v_width(), w.hp.n_embd);
+        let graph = &self.graphs[gi];
+        debug_assert_eq!(graph.n_tokens, m);
+        ctx.write_u32(&self.acts.ids, 0, chunk).map_err(gpu_err)?;
+        self.positions.clear();
+        self.positions.extend((pos0..pos0 + m).map(|p| p as u32));
+        ctx.write_u32(&self.acts.pos, 0, &self.positions).map_err(gpu_err)?;
+        let mut step = ctx.begin_step();
+        step.record(&graph.embed);
+        for (l, (kc, vc)) in graph.layers.iter().zip(&self.kv) {
+            l.attention.set_attention_positions(ctx, pos0 as u32, (pos0 + m) as u32).map_err(gpu_err)?;
+            l.pre.iter().for_each(|k| step.record(k));
+            let k = match l.k_src {
+                Src::Raw => &self.acts.k,
+                Src::Processed => &self.acts.kn,
+            };
+            let v = match l.v_src {
+                Src::Raw => &self.acts.v,
+                Src::Processed => &self.acts.vn,
+            };
+            step.copy(k, 0, kc, pos0 * kw, m * kw).map_err(gpu_err)?;
+            step.copy(v, 0, vc, pos0 * vw, m * vw).map_err(gpu_err)?;
+            step.record(&l.attention);
+            l.post.iter().for_each(|k| step.record(k));
+        }
+        if last {
+            step.copy(&self.acts.x, (m - 1) * e, &self.acts.x_last, 0, e).map_err(gpu_err)?;
+            step.record(&self.head.norm);
+            step.record(&self.head.out);
+        }
+        let all_heads = if all { self.all.as_ref() } else { None };
+        if let Some(a) = all_heads {
+            let head = a.heads.iter().find(|(n, _)| *n == m).map(|(_, h)| h).ok_or_else(|| gpu_err(GpuError::Readback(format!("no output head for {m} rows"))))?;
+            step.record(&head.norm);
+            step.record(&head.out);
+        }
+        ctx.submit(step);
+        self.len += m;
+        if let Some(a) = all_heads {
+            read_into(ctx, &a.logits, &a.staging, m * w.hp.n_vocab, &self.mapped, out)?;
+        }
+        if last {
+            read_into(ctx, &self.acts.logits, &self.staging, w.hp.n_vocab, &self.mapped, out)?;
+        }
+        Ok(())
+    }
+
+    fn build_all_heads(&self) -> Result<AllHeads> {
+        let (ctx, w) = (&self.gpu.ctx, &self.gpu.w);
+        let n = CHUNK_MAX_ALL * w.hp.n_vocab;
+        let logits = ctx.zeros_f32(n).map_err(gpu_err)?;
+        let heads = CHUNKS
+            .iter()
+            .filter(|&&c| c <= CHUNK_MAX_ALL)
+            .map(|&c| Ok((c, Head::all(ctx, w, &self.acts, &logits, c)?)))
+            .collect::<Result<Vec<_>, GpuError>>()
+            .map_err(gpu_err)?;
+        Ok(AllHeads { staging: staging(ctx, n), logits, heads })
+    }
+
+    /// Generates for `req` like [`crate::Session::generate`], with the forward passes on the
+    /// GPU. The context length is the session's (`req.num_ctx` is not consulted); a prompt that
+    /// extends the previous generation's context reuses its cached prefix.
+    pub fn generate(&mut self, req: &GenerateRequest, on_token: &mut dyn FnMut(&TokenEvent) -> bool) -> Result<GenerateOutput> {
+        let model = self.gpu.model.clone();
+        // The sequence's own KV cache only keeps the bookkeeping (its length); it stays empty
+        // and is never written: the K/V live in this session's GPU buffers.
+        let mut books = model.new_cache(self.n_ctx);
+        books.advance(self.len);
+        let mut seq = Sequence::new(&model, books, &self.tokens, req)?;
+        self.len = seq.cache.len();
+        self.tokens.clear();
+        let mut logits = Vec::new();
+        let result = loop {
+            logits.clear();
+            let pending = seq.pending().to_vec();
+            if let Err(e) = self.eval_inner(&pending, Outputs::Last, &mut logits) {
+                break Err(e);
+            }
+            seq.consumed(pending.len());
+            match seq.accept(&model, &logits) {
+                generate::Step::Token(ev) => {
+                    if !on_token(&ev) {
+                        break Ok(seq.output(DoneReason::Cancelled));
+                    }
+                }
+                generate::Step::Done(ev, reason) => {
+                    if let Some(ev) = ev {
+                        on_token(&ev);
+                    }
+                    break Ok(seq.output(reason));
+                }
+            }
+        };
+        let (_, tokens) = seq.into_cache();
+        if result.is_ok() {
+            self.tokens = tokens;
+        } else {
+            self.len = 0;
+        }
+        result
+    }
+}
+
+fn staging(ctx: &GpuContext, n: usize) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("logits readback"),
+        size: (n.max(1) * 4) as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// Copies `src[..n]` through the persistent `staging` buffer and appends it to `out`.
+fn read_into(ctx: &GpuContext, src: &GpuBuffer, staging: &wgpu::Buffer, n: usize, mapped: &(Sender<bool>, Receiver<bool>), out: &mut Vec<f32>) -> Result<()> {
+    let bytes = (n * 4) as u64;
+    let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    enc.copy_buffer_to_buffer(src.raw(), 0, staging, 0, bytes);
+    ctx.queue().submit([enc.finish()]);
+    let tx = mapped.0.clone();
+    staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+        let _ = tx.send(r.is_ok());
+    });
+    ctx.wait().map_err(gpu_err)?;
+    let ok = mapped.1.try_recv().unwrap_or(false);
+    if !ok {
+        return Err(gpu_err(GpuError::Readback("mapping the logits failed".into())));
+    }
+    {
+        let view = staging.get_mapped_range(..bytes).map_err(|e| gpu_err(GpuError::Readback(format!("{e:?}"))))?;
+        out.extend(view.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+    }
+    staging.unmap();
+    Ok(())
+}

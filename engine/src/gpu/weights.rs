@@ -1,0 +1,206 @@
+//! Weights of `llama` and `gemma3` on the device, read from the GGUF file once.
+//!
+//! Matrices keep their GGUF encoding (`GpuWeight`); norm vectors and biases are f32 buffers.
+//! The two architectures share one layer struct; the gemma3-only tensors are `Option`s and
+//! everything that differs is marked "llama:" / "gemma3:" below.
+
+use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuWeight, RopeMode};
+use kiln_kernels::GgmlType;
+
+use super::gpu_err;
+use super::graph::CHUNK_MAX;
+use crate::error::{EngineError, Result};
+use crate::gguf::GgufFile;
+use crate::model::hparams::Hparams;
+use crate::model::linear::{load_vector, optional_vector, Linear};
+use crate::model::Model;
+
+/// Weight types with a WGSL decoder (shaders/quant/*.wgsl). Others are dequantized to f32.
+pub(crate) const SUPPORTED: [GgmlType; 8] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+/// gemma3: every sixth layer attends globally, the others use the sliding window and RoPE
+/// base 10000 (as engine/src/arch/gemma3.rs).
+const GEMMA3_SWA_PATTERN: usize = 6;
+const GEMMA3_ROPE_BASE_SWA: f32 = 10000.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    Llama,
+    Gemma3,
+}
+
+pub(crate) struct Layer {
+    pub attn_norm: GpuBuffer,
+    pub wq: GpuWeight,
+    pub wk: GpuWeight,
+    pub wv: GpuWeight,
+    /// llama: optional Q/K/V biases, repeated for CHUNK_MAX rows ([CHUNK_MAX][width]).
+    pub bq: Option<GpuBuffer>,
+    pub bk: Option<GpuBuffer>,
+    pub bv: Option<GpuBuffer>,
+    /// gemma3: per-head norms of Q and K, [head_dim].
+    pub q_norm: Option<GpuBuffer>,
+    pub k_norm: Option<GpuBuffer>,
+    pub wo: GpuWeight,
+    /// gemma3: norm of the attention output before the residual add, [n_embd].
+    pub post_attn_norm: Option<GpuBuffer>,
+    pub ffn_norm: GpuBuffer,
+    pub gate: GpuWeight,
+    pub up: GpuWeight,
+    pub down: GpuWeight,
+    /// gemma3: norm of the FFN output before the residual add, [n_embd].
+    pub post_ffw_norm: Option<GpuBuffer>,
+    pub rope_base: f32,
+    pub rope_scale: f32,
+    /// Sliding window in positions, 0 for global attention.
+    pub window: usize,
+}
+
+pub(crate) struct Weights {
+    pub family: Family,
+    pub hp: Hparams,
+    pub tok_embd: GpuWeight,
+    /// None: tied to `tok_embd`.
+    pub output: Option<GpuWeight>,
+    pub output_norm: GpuBuffer,
+    pub layers: Vec<Layer>,
+    /// Multiplies the embedding rows (gemma3: sqrt(n_embd)).
+    pub embd_scale: f32,
+    /// Multiplies q·k in attention (both: 1/sqrt(head_dim); gemma3 scales Q itself on the CPU,
+    /// which is the same product).
+    pub attn_scale: f32,
+    pub rope_mode: RopeMode,
+}
+
+impl Weights {
+    pub fn output(&self) -> &GpuWeight {
+        self.output.as_ref().unwrap_or(&self.tok_embd)
+    }
+
+    pub fn device_bytes(&self) -> u64 {
+        let mut n = self.tok_embd.size_bytes() + self.output.as_ref().map_or(0, |w| w.size_bytes());
+        for l in &self.layers {
+            for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down] {
+                n += w.size_bytes();
+            }
+        }
+        n
+    }
+
+    pub fn upload(ctx: &GpuContext, model: &Model) -> Result<Weights> {
+        let f = model.gguf();
+        let arch = model.info().architecture.as_str();
+        let family = match arch {
+            "llama" => Family::Llama,
+            "gemma3" => Family::Gemma3,
+            other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
+        };
+        let hp = Hparams::read(f, arch, model.info().n_vocab)?;
+        if hp.head_dim_v != hp.head_dim || hp.head_dim > 256 {
+            // shaders/attention.wgsl: one head_dim for K and V, at most 256.
+            return Err(gpu_unsupported(format!("head dimensions {}/{}", hp.head_dim, hp.head_dim_v)));
+        }
+        let (e, ff, hd) = (hp.n_embd, hp.n_ff, hp.head_dim);
+        let (qw, kw, vw) = (hp.q_width(), hp.k_width(), hp.v_width());
+        let mat = |name: &str, cols: usize, rows: usize| -> Result<GpuWeight> { upload_linear(ctx, f, &Linear::load(f, name, cols, rows)?, name) };
+        let vec = |name: &str, len: usize| -> Result<GpuBuffer> { ctx.upload_f32(&load_vector(f, name, len)?).map_err(gpu_err) };
+        let opt_vec = |name: &str, len: usize| -> Result<Option<GpuBuffer>> {
+            match family {
+                Family::Gemma3 => vec(name, len).map(Some),
+                Family::Llama => Ok(None),
+            }
+        };
+        // llama: biases are rare (Qwen-style llama GGUFs); repeated per row so one add covers a chunk.
+        let bias = |name: &str, len: usize| -> Result<Option<GpuBuffer>> {
+            match optional_vector(f, name, len)? {
+                Some(b) => Ok(Some(ctx.upload_f32(&b.repeat(CHUNK_MAX)).map_err(gpu_err)?)),
+                None => Ok(None),
+            }
+        };
+        // gemma3: sliding window length from metadata; none means every layer is global.
+        let window = match (family, f.get("gemma3.attention.sliding_window")) {
+            (Family::Gemma3, Some(_)) => f.get_u32("gemma3.attention.sliding_window")? as usize,
+            _ => 0,
+        };
+        let tok_embd_linear = Linear::load(f, "token_embd.weight", e, hp.n_vocab)?;
+        let tok_embd = upload_linear(ctx, f, &tok_embd_linear, "token_embd.weight")?;
+        let output = match Linear::optional(f, "output.weight", e, hp.n_vocab)? {
+            Some(l) => Some(upload_linear(ctx, f, &l, "output.weight")?),
+            None => None,
+        };
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for i in 0..hp.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let sliding = family == Family::Gemma3 && window > 0 && i % GEMMA3_SWA_PATTERN < GEMMA3_SWA_PATTERN - 1;
+            let (rope_base, rope_scale) = if sliding { (GEMMA3_ROPE_BASE_SWA, 1.0) } else { (hp.rope_base, hp.rope_scale) };
+            layers.push(Layer {
+                attn_norm: vec(&n("attn_norm.weight"), e)?,
+                wq: mat(&n("attn_q.weight"), e, qw)?,
+                wk: mat(&n("attn_k.weight"), e, kw)?,
+                wv: mat(&n("attn_v.weight"), e, vw)?,
+                bq: bias(&n("attn_q.bias"), qw)?,
+                bk: bias(&n("attn_k.bias"), kw)?,
+                bv: bias(&n("attn_v.bias"), vw)?,
+                q_norm: opt_vec(&n("attn_q_norm.weight"), hd)?,
+                k_norm: opt_vec(&n("attn_k_norm.weight"), hd)?,
+                wo: mat(&n("attn_output.weight"), hp.n_head * hp.head_dim_v, e)?,
+                post_attn_norm: opt_vec(&n("post_attention_norm.weight"), e)?,
+                ffn_norm: vec(&n("ffn_norm.weight"), e)?,
+                gate: mat(&n("ffn_gate.weight"), e, ff)?,
+                up: mat(&n("ffn_up.weight"), e, ff)?,
+                down: mat(&n("ffn_down.weight"), ff, e)?,
+                post_ffw_norm: opt_vec(&n("post_ffw_norm.weight"), e)?,
+                rope_base,
+                rope_scale,
+                window: if sliding { window } else { 0 },
+            });
+        }
+        let (embd_scale, rope_mode) = match family {
+            Family::Llama => (1.0, RopeMode::Norm),
+            Family::Gemma3 => ((e as f32).sqrt(), RopeMode::Neox),
+        };
+        Ok(Weights {
+            family,
+            attn_scale: 1.0 / (hd as f32).sqrt(),
+            output_norm: vec("output_norm.weight", e)?,
+            hp,
+            tok_embd,
+            output,
+            layers,
+            embd_scale,
+            rope_mode,
+        })
+    }
+}
+
+fn gpu_unsupported(what: String) -> EngineError {
+    EngineError::InvalidRequest(format!("gpu backend: no kernel for {what}"))
+}
+
+/// Uploads a matrix as its GGUF bytes, or dequantized to f32 when no shader decodes its type.
+fn upload_linear(ctx: &GpuContext, f: &GgufFile, l: &Linear, name: &str) -> Result<GpuWeight> {
+    let bytes = l.bytes(f.data());
+    if SUPPORTED.contains(&l.ty) {
+        return ctx.upload_weight(l.ty, l.cols, l.rows, bytes).map_err(gpu_err);
+    }
+    tracing::warn!("gpu: no WGSL kernel for {} ({name}); dequantizing it to f32 on the CPU at load", l.ty.name());
+    let row_bytes = l.len / l.rows.max(1);
+    let mut out = vec![0u8; l.rows * l.cols * 4];
+    let mut row = vec![0.0f32; l.cols];
+    for (r, dst) in out.chunks_exact_mut(l.cols * 4).enumerate() {
+        kiln_kernels::dequantize_row(l.ty, &bytes[r * row_bytes..(r + 1) * row_bytes], &mut row)?;
+        for (d, v) in dst.chunks_exact_mut(4).zip(&row) {
+            d.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    ctx.upload_weight(GgmlType::F32, l.cols, l.rows, &out).map_err(gpu_err)
+}

@@ -63,6 +63,6 @@ mod tests {
         assert_eq!(p("https://10.0.0.1/x"), "10.0.0.1:443");
         assert_eq!(p("http://127.0.0.1:7/path"), "127.0.0.1:7");
         assert_eq!(p("127.0.0.1:notaport"), "127.0.0.1:11434");
-        assert_eq!(p("localhost:1234").ends_with(":1234"), true);
+        assert!(p("localhost:1234").ends_with(":1234"));
     }
 }

@@ -121,7 +121,7 @@ impl ModelManager {
             return Ok((l, started.elapsed()));
         }
         let path = entry.path.clone();
-        let opts = LoadOptions { threads: self.config.threads, ..Default::default() };
+        let opts = LoadOptions { threads: self.config.threads };
         tracing::info!(model = %entry.name, path = %path.display(), "loading model");
         let model = tokio::task::spawn_blocking(move || Model::load(&path, &opts))
             .await

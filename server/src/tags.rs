@@ -28,7 +28,7 @@ pub fn list_entries(state: &AppState) -> Result<Vec<ModelEntry>, ApiError> {
         tracing::error!(error = %e, "cannot list models");
         ApiError::internal("cannot list models")
     })?;
-    entries.sort_by(|a, b| b.modified.cmp(&a.modified));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.modified));
     Ok(entries)
 }
 

@@ -94,7 +94,7 @@ async fn raw_template_stop_and_num_ctx() {
     assert_eq!(templ["response"], raw["response"], "a verbatim template equals raw mode");
     // A stop string ends generation with done_reason stop and is not included.
     let text = raw["response"].as_str().unwrap();
-    if let Some(stop) = text.trim_start().split_whitespace().next().filter(|s| !s.is_empty()) {
+    if let Some(stop) = text.split_whitespace().next().filter(|s| !s.is_empty()) {
         let mut opts = greedy(6);
         opts["stop"] = json!([stop]);
         let s = post(&app, "/api/generate", json!({"model": model, "prompt": "1, 2, 3, 4,", "raw": true, "stream": false,

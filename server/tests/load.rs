@@ -106,3 +106,31 @@ async fn thirty_two_concurrent_streams_on_four_slots() {
     let _ = stop_tx.send(true);
     server.await.unwrap().unwrap();
 }
+
+/// SIGTERM path: stop accepting, end the running stream with a final error line, exit within the
+/// grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_ends_running_streams() {
+    let Some(state) = state() else { return };
+    let model = name_of(&state, SMOLLM);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(daemon::run_until(listener, state.clone(), Duration::from_secs(5), stop_rx));
+    let body = json!({"model": model, "prompt": "Tell a long story.", "options": {"num_predict": 100000}}).to_string();
+    let client = tokio::spawn(async move { http_post(addr, "/api/generate", &body).await });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state.models.load_stats().0 == 0 {
+        assert!(Instant::now() < deadline, "generation never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped_at = Instant::now();
+    stop_tx.send(true).unwrap();
+    let (status, text) = tokio::time::timeout(Duration::from_secs(10), client).await.expect("stream ended").unwrap();
+    assert_eq!(status, 200);
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert!(last["error"].as_str().unwrap().contains("shutting down"), "{last}");
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("server exits").unwrap().unwrap();
+    assert!(stopped_at.elapsed() < Duration::from_secs(6));
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}

@@ -43,6 +43,8 @@ pub struct QuantizedActs {
     row_bytes: usize,
     /// u64 storage keeps every row 8-byte aligned (Q8_K rows are 292·k bytes, a multiple of 4).
     buf: Vec<u64>,
+    /// Q8_K only: `q8_k::scaled_bsums` per row, [n_tokens][blocks·16], for the tile kernels.
+    aux: Vec<f32>,
 }
 
 impl Default for QuantizedActs {
@@ -56,7 +58,7 @@ const PAR_QUANT_MIN: usize = 1 << 16;
 
 impl QuantizedActs {
     pub fn new() -> Self {
-        QuantizedActs { ty: GgmlType::F32, n_tokens: 0, cols: 0, row_bytes: 0, buf: Vec::new() }
+        QuantizedActs { ty: GgmlType::F32, n_tokens: 0, cols: 0, row_bytes: 0, buf: Vec::new(), aux: Vec::new() }
     }
 
     pub fn ty(&self) -> GgmlType {
@@ -74,6 +76,15 @@ impl QuantizedActs {
     /// Activation row `t` as bytes.
     pub fn row(&self, t: usize) -> &[u8] {
         &bytemuck::cast_slice::<u64, u8>(&self.buf)[t * self.row_bytes..(t + 1) * self.row_bytes]
+    }
+
+    /// Scaled bsums of row `t` (empty unless the type is Q8_K).
+    pub fn aux_row(&self, t: usize) -> &[f32] {
+        if self.ty != GgmlType::Q8_K {
+            return &[];
+        }
+        let n = 16 * self.cols / crate::types::QK_K;
+        &self.aux[t * n..(t + 1) * n]
     }
 
     /// x: [n_tokens][cols] f32. Quantizes for `vec_dot_ty` (threaded over the pool when large).
@@ -96,23 +107,38 @@ impl QuantizedActs {
         self.n_tokens = n_tokens;
         self.cols = cols;
         self.row_bytes = row_bytes;
+        let aux_n = if vec_dot_ty == GgmlType::Q8_K { 16 * cols / crate::types::QK_K } else { 0 };
+        if self.aux.len() < aux_n * n_tokens {
+            self.aux.resize(aux_n * n_tokens, 0.0);
+        }
         let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.buf)[..row_bytes * n_tokens];
+        let aux = &mut self.aux[..aux_n * n_tokens];
+        let one = |xr: &[f32], qr: &mut [u8], ar: &mut [f32]| {
+            quantize_act_row(vec_dot_ty, xr, qr);
+            if !ar.is_empty() {
+                if let Ok(b) = bytemuck::try_cast_slice::<u8, BlockQ8K>(qr) {
+                    quants::q8_k::scaled_bsums(b, ar);
+                }
+            }
+        };
         if n_tokens * cols < PAR_QUANT_MIN || pool.n_threads() == 1 || n_tokens == 1 {
-            for (xr, qr) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
-                quantize_act_row(vec_dot_ty, xr, qr);
+            for t in 0..n_tokens {
+                one(&x[t * cols..(t + 1) * cols], &mut bytes[t * row_bytes..(t + 1) * row_bytes], &mut aux[t * aux_n..(t + 1) * aux_n]);
             }
             return;
         }
         let out = SyncPtr(bytes.as_mut_ptr());
+        let auxp = SyncPtr(aux.as_mut_ptr());
         let next = AtomicUsize::new(0);
         pool.run(|_, _| loop {
             let t = next.fetch_add(1, Ordering::Relaxed);
             if t >= n_tokens {
                 break;
             }
-            // SAFETY: each token row is claimed by exactly one thread.
+            // SAFETY: each token row (and its aux row) is claimed by exactly one thread.
             let qr = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * row_bytes), row_bytes) };
-            quantize_act_row(vec_dot_ty, &x[t * cols..(t + 1) * cols], qr);
+            let ar = unsafe { std::slice::from_raw_parts_mut(auxp.get().add(t * aux_n), aux_n) };
+            one(&x[t * cols..(t + 1) * cols], qr, ar);
         });
     }
 }
@@ -164,8 +190,8 @@ impl<T> SyncPtr<T> {
 
 /// Tokens per prefill tile (weights of a row are read once per tile).
 const TILE_TOKENS: usize = 8;
-/// Bytes of weights a prefill chunk aims to keep in L1/L2 while tokens stream past.
-const CHUNK_BYTES: usize = 24 * 1024;
+/// Bytes of weights a prefill chunk keeps in L2 while 8-token tiles (in L1) pass over it.
+const CHUNK_BYTES: usize = 256 * 1024;
 
 /// y[t][r] = Σ_c W[r][c]·x[t][c]; x: [n_tokens][cols] (in `qx`), y: [n_tokens][rows].
 /// Uses the mat-vec kernel when n_tokens == 1, the token-tiled kernel otherwise.
@@ -178,6 +204,7 @@ pub fn matmul_q(pool: &ThreadPool, w: &QMatrix, qx: &QuantizedActs, n_tokens: us
     }
     let rb = w.row_bytes();
     let dot = simd::vec_dot_fn(w.ty);
+    let tile = simd::tile_fn(w.ty);
     let yp = SyncPtr(y.as_mut_ptr());
     let rows = w.rows;
     let next = AtomicUsize::new(0);
@@ -185,22 +212,29 @@ pub fn matmul_q(pool: &ThreadPool, w: &QMatrix, qx: &QuantizedActs, n_tokens: us
         // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
         let chunk = rows.div_ceil(pool.n_threads() * 4).max(16);
         let n_chunks = rows.div_ceil(chunk);
-        let act = qx.row(0);
+        let (act, aux) = (qx.row(0), qx.aux_row(0));
         pool.run(|_, _| loop {
             let c = next.fetch_add(1, Ordering::Relaxed);
             if c >= n_chunks {
                 break;
             }
             for r in c * chunk..((c + 1) * chunk).min(rows) {
-                let v = dot(&w.data[r * rb..(r + 1) * rb], act);
+                let wr = &w.data[r * rb..(r + 1) * rb];
+                let v = match tile {
+                    Some(f) => {
+                        let mut o = [0f32; 1];
+                        f(wr, &[act], &[aux], &mut o);
+                        o[0]
+                    }
+                    None => dot(wr, act),
+                };
                 // SAFETY: row r belongs to chunk c, claimed by this thread only.
                 unsafe { *yp.get().add(r) = v };
             }
         });
         return;
     }
-    let tile = simd::tile_fn(w.ty);
-    let chunk = (CHUNK_BYTES / rb.max(1)).clamp(4, 64);
+    let chunk = (CHUNK_BYTES / rb.max(1)).clamp(4, 256).min(rows.div_ceil(2 * pool.n_threads()));
     let n_chunks = rows.div_ceil(chunk);
     pool.run(|_, _| {
         let mut out = [0f32; TILE_TOKENS];
@@ -213,13 +247,15 @@ pub fn matmul_q(pool: &ThreadPool, w: &QMatrix, qx: &QuantizedActs, n_tokens: us
             for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
                 let nt = TILE_TOKENS.min(n_tokens - t0);
                 let mut ys: [&[u8]; TILE_TOKENS] = [&[]; TILE_TOKENS];
-                for (k, y) in ys.iter_mut().enumerate().take(nt) {
-                    *y = qx.row(t0 + k);
+                let mut aux: [&[f32]; TILE_TOKENS] = [&[]; TILE_TOKENS];
+                for k in 0..nt {
+                    ys[k] = qx.row(t0 + k);
+                    aux[k] = qx.aux_row(t0 + k);
                 }
                 for r in r0..r1 {
                     let wr = &w.data[r * rb..(r + 1) * rb];
                     match tile {
-                        Some(f) => f(wr, &ys[..nt], &mut out[..nt]),
+                        Some(f) => f(wr, &ys[..nt], &aux[..nt], &mut out[..nt]),
                         None => {
                             for k in 0..nt {
                                 out[k] = dot(wr, ys[k]);

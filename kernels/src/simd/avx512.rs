@@ -1,7 +1,7 @@
 //! AVX-512 (F/BW/VL + VNNI) dot products. K-quants use 512-bit `vpdpbusd` with one weight
 //! unpack shared by up to 4 tokens (the prefill tile); legacy 32-element types use the 256-bit
 //! VNNI form, one block per register.
-use super::x86::{cast_or_none, fp16, hsum256, unpack_k4_scales};
+use super::x86::{cast_or_none, fp16x16, unpack_k4_scales};
 use crate::quants::{BlockQ4K, BlockQ6K, BlockQ8K};
 use crate::simd::{VecDotFn, VecDotTileFn};
 use crate::types::GgmlType;
@@ -10,14 +10,9 @@ use std::arch::x86_64::*;
 pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
     Some(match ty {
         // SAFETY (both): handed out only when AVX-512 BW/VL + VNNI were detected.
-        GgmlType::Q4_K => |x, y| match (cast_or_none::<BlockQ4K>(x), cast_or_none::<BlockQ8K>(y)) {
-            (Some(a), Some(b)) if a.len() == b.len() => unsafe { q4k::<1>(a, &[b])[0] },
-            _ => f32::NAN,
-        },
-        GgmlType::Q6_K => |x, y| match (cast_or_none::<BlockQ6K>(x), cast_or_none::<BlockQ8K>(y)) {
-            (Some(a), Some(b)) if a.len() == b.len() => unsafe { q6k::<1>(a, &[b])[0] },
-            _ => f32::NAN,
-        },
+        // Without precomputed bsums (matmul passes them through the tile path): build them here.
+        GgmlType::Q4_K => |x, y| single(x, y, Kernels::Q4K),
+        GgmlType::Q6_K => |x, y| single(x, y, Kernels::Q6K),
         GgmlType::Q4_0 => |x, y| unsafe { super::x86::vnni::vec_dot_q4_0_q8_0(x, y) },
         GgmlType::Q4_1 => |x, y| unsafe { super::x86::vnni::vec_dot_q4_1_q8_1(x, y) },
         GgmlType::Q5_0 => |x, y| unsafe { super::x86::vnni::vec_dot_q5_0_q8_0(x, y) },
@@ -28,10 +23,31 @@ pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
 
 pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
     Some(match ty {
-        GgmlType::Q4_K => |x, ys, out| tile::<BlockQ4K>(x, ys, out, Kernels::Q4K),
-        GgmlType::Q6_K => |x, ys, out| tile::<BlockQ6K>(x, ys, out, Kernels::Q6K),
+        GgmlType::Q4_K => |x, ys, aux, out| tile::<BlockQ4K>(x, ys, aux, out, Kernels::Q4K),
+        GgmlType::Q6_K => |x, ys, aux, out| tile::<BlockQ6K>(x, ys, aux, out, Kernels::Q6K),
         _ => return None,
     })
+}
+
+/// One row · one activation row, computing the scaled bsums on the fly.
+fn single(x: &[u8], y: &[u8], k: Kernels) -> f32 {
+    let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return f32::NAN };
+    // Rows up to 16384 columns stay on the stack.
+    let mut stack = [0f32; 16 * 64];
+    let mut heap = Vec::new();
+    let aux: &mut [f32] = if yb.len() <= 64 {
+        &mut stack[..16 * yb.len()]
+    } else {
+        heap.resize(16 * yb.len(), 0.0);
+        &mut heap
+    };
+    crate::quants::q8_k::scaled_bsums(yb, aux);
+    let mut out = [0f32; 1];
+    match k {
+        Kernels::Q4K => tile::<BlockQ4K>(x, &[y], &[aux], &mut out, k),
+        Kernels::Q6K => tile::<BlockQ6K>(x, &[y], &[aux], &mut out, k),
+    }
+    out[0]
 }
 
 #[derive(Clone, Copy)]
@@ -42,19 +58,23 @@ enum Kernels {
 
 /// Casts the rows and runs the kernel for ys.len() (1..=TILE_MAX) tokens into out.
 /// Misaligned or mismatched activation rows give NaN (never produced by `QuantizedActs`).
-fn tile<W: bytemuck::Pod>(x: &[u8], ys: &[&[u8]], out: &mut [f32], k: Kernels) {
+fn tile<W: bytemuck::Pod>(x: &[u8], ys: &[&[u8]], aux: &[&[f32]], out: &mut [f32], k: Kernels) {
     let Some(w) = cast_or_none::<W>(x) else { return out.fill(f32::NAN) };
-    let mut yb: [&[BlockQ8K]; TILE_MAX] = [&[]; TILE_MAX];
-    for (o, y) in yb.iter_mut().zip(ys) {
+    let nb = w.len();
+    let mut yb: [(&[BlockQ8K], &[f32]); TILE_MAX] = [(&[], &[]); TILE_MAX];
+    for ((o, y), a) in yb.iter_mut().zip(ys).zip(aux) {
         match cast_or_none::<BlockQ8K>(y) {
-            Some(b) if b.len() * std::mem::size_of::<W>() == x.len() => *o = b,
+            Some(b) if b.len() == nb && a.len() == 16 * nb => *o = (b, a),
             _ => return out.fill(f32::NAN),
         }
+    }
+    if ys.len() != aux.len() {
+        return out.fill(f32::NAN);
     }
     let w_bytes: &[u8] = bytemuck::cast_slice(w);
     macro_rules! run {
         ($n:literal) => {{
-            let ys: &[&[BlockQ8K]; $n] = match yb[..$n].try_into() {
+            let ys: &[(&[BlockQ8K], &[f32]); $n] = match yb[..$n].try_into() {
                 Ok(a) => a,
                 Err(_) => return,
             };
@@ -114,27 +134,29 @@ unsafe fn load_idx(a: &[i16; 32]) -> __m512i {
 /// (|sum| <= 7620, so two results pack to i16 losslessly), and one vpmaddwd per chunk pair
 /// applies the sub-block scales. The mins go through bsums (spec §2.2).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
+unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[(&[BlockQ8K], &[f32]); N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);
     let shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
     let (idx01, idx23) = (load_idx(&Q4K_IDX[0]), load_idx(&Q4K_IDX[1]));
     let mut acc = [_mm512_setzero_ps(); N];
-    let mut accm = [_mm256_setzero_ps(); N];
     for (i, b) in x.iter().enumerate() {
         let u = unpack_k4_scales(&b.scales);
-        let (d, dmin) = (fp16(b.d), fp16(b.dmin));
+        let dv = fp16x16(b.d);
         let sc16 = _mm512_cvtepu8_epi16(_mm256_set_epi32(0, 0, 0, 0, 0, 0, u[1] as i32, u[0] as i32));
         let s01 = _mm512_permutexvar_epi16(idx01, sc16);
         let s23 = _mm512_permutexvar_epi16(idx23, sc16);
+        // −dmin·min[g/2] for the 16 bsum groups, against d8·bsums[g] from `aux`.
         let mins8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
-        let mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
+        let mins = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(mins8, mins8)));
+        let minsv = _mm512_mul_ps(mins, _mm512_sub_ps(_mm512_setzero_ps(), fp16x16(b.dmin)));
         let qp = b.qs.as_ptr();
         let q: [__m512i; 4] = std::array::from_fn(|c| {
             let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(qp.add(32 * c) as *const __m256i));
             _mm512_and_si512(_mm512_srlv_epi64(v, shift), m4)
         });
         for t in 0..N {
-            let y = ys[t].get_unchecked(i);
+            let (yb, aux) = ys[t];
+            let y = yb.get_unchecked(i);
             let yp = y.qs.as_ptr() as *const __m512i;
             let z = _mm512_setzero_si512();
             let p0 = _mm512_dpbusd_epi32(z, q[0], _mm512_loadu_si512(yp));
@@ -145,13 +167,12 @@ unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
                 _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), s01),
                 _mm512_madd_epi16(_mm512_packs_epi32(p2, p3), s23),
             );
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * y.d), acc[t]);
-            let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-            let pm = _mm256_madd_epi16(bs, mins16);
-            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-dmin * y.d), accm[t]);
+            let sd = _mm512_mul_ps(_mm512_cvtepi32_ps(s), dv);
+            acc[t] = _mm512_fmadd_ps(sd, _mm512_set1_ps(y.d), acc[t]);
+            acc[t] = _mm512_fmadd_ps(minsv, _mm512_loadu_ps(aux.as_ptr().add(16 * i)), acc[t]);
         }
     }
-    std::array::from_fn(|t| _mm512_reduce_add_ps(acc[t]) + hsum256(accm[t]))
+    std::array::from_fn(|t| _mm512_reduce_add_ps(acc[t]))
 }
 
 /// Q6_K · Q8_K for N tokens. The 64-element chunk k = 2n + h of the super-block takes its low
@@ -160,7 +181,7 @@ unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
 /// packs to i16), vpmaddwd applies the signed scales, and the −32 offset is folded in as
 /// −32·Σ scale·bsum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
+unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[(&[BlockQ8K], &[f32]); N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);
     let m2 = _mm512_set1_epi8(0x03);
     let (idx01, idx23) = (load_idx(&Q6K_IDX[0]), load_idx(&Q6K_IDX[1]));
@@ -168,12 +189,13 @@ unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
     let hi_shift = [_mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4)];
     let mut acc = [_mm512_setzero_ps(); N];
     for (i, b) in x.iter().enumerate() {
-        let d = fp16(b.d);
+        let dv = fp16x16(b.d);
         let sc128 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
         let sc16 = _mm512_cvtepi8_epi16(_mm256_castsi128_si256(sc128));
         let s01 = _mm512_permutexvar_epi16(idx01, sc16);
         let s23 = _mm512_permutexvar_epi16(idx23, sc16);
-        let sc16y = _mm256_cvtepi8_epi16(sc128);
+        // −32·d·scale[g] against d8·bsums[g] from `aux`.
+        let biasv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc128)), _mm512_mul_ps(dv, _mm512_set1_ps(-32.0)));
         let q: [__m512i; 4] = std::array::from_fn(|k| {
             let (n, h) = (k / 2, k % 2);
             let ql = _mm512_loadu_si512(b.ql.as_ptr().add(64 * n) as *const __m512i);
@@ -183,7 +205,8 @@ unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
             _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4))
         });
         for t in 0..N {
-            let y = ys[t].get_unchecked(i);
+            let (yb, aux) = ys[t];
+            let y = yb.get_unchecked(i);
             let yp = y.qs.as_ptr() as *const __m512i;
             let z = _mm512_setzero_si512();
             let p0 = _mm512_dpbusd_epi32(z, q[0], _mm512_loadu_si512(yp));
@@ -194,11 +217,9 @@ unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N]
                 _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), s01),
                 _mm512_madd_epi16(_mm512_packs_epi32(p2, p3), s23),
             );
-            // −32·Σ scale·bsum, 8 i32 lanes, added into the low half of s.
-            let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-            let bias = _mm512_zextsi256_si512(_mm256_slli_epi32(_mm256_madd_epi16(bs, sc16y), 5));
-            let s = _mm512_sub_epi32(s, bias);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * y.d), acc[t]);
+            let sd = _mm512_mul_ps(_mm512_cvtepi32_ps(s), dv);
+            acc[t] = _mm512_fmadd_ps(sd, _mm512_set1_ps(y.d), acc[t]);
+            acc[t] = _mm512_fmadd_ps(biasv, _mm512_loadu_ps(aux.as_ptr().add(16 * i)), acc[t]);
         }
     }
     std::array::from_fn(|t| _mm512_reduce_add_ps(acc[t]))

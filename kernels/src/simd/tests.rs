@@ -103,10 +103,21 @@ fn simd_tiles_match_scalar() {
                 let acts: Vec<Vec<u8>> = (0..8)
                     .map(|_| quantized(vt, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>()))
                     .collect();
+                let auxs: Vec<Vec<f32>> = acts
+                    .iter()
+                    .map(|a| {
+                        let b: Vec<crate::quants::BlockQ8K> =
+                            a.chunks_exact(292).map(bytemuck::pod_read_unaligned).collect();
+                        let mut o = vec![0f32; 16 * b.len()];
+                        crate::quants::q8_k::scaled_bsums(&b, &mut o);
+                        o
+                    })
+                    .collect();
                 for nt in 1..=8 {
                     let ys: Vec<&[u8]> = acts[..nt].iter().map(|a| a.as_slice()).collect();
+                    let aux: Vec<&[f32]> = auxs[..nt].iter().map(|a| a.as_slice()).collect();
                     let mut out = [0f32; 8];
-                    f(&w, &ys, &mut out[..nt]);
+                    f(&w, &ys, &aux, &mut out[..nt]);
                     for t in 0..nt {
                         let want = vec_dot_scalar(ty, &w, &acts[t]);
                         assert!((out[t] - want).abs() <= 1e-4 * (1.0 + want.abs()) + 1e-3,

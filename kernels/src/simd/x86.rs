@@ -18,6 +18,13 @@ pub unsafe fn fp16(h: Half) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(u16::from_le_bytes(h.0) as i16)))
 }
 
+/// f16 broadcast to 16 f32 lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn fp16x16(h: Half) -> __m512 {
+    _mm512_cvtph_ps(_mm256_set1_epi16(u16::from_le_bytes(h.0) as i16))
+}
+
 /// f16 broadcast to 8 f32 lanes (every lane written: no false dependency).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -139,7 +139,19 @@ fn check_greedy(name: &str) {
         .unwrap();
     assert!(got.len() >= must, "{name}: GPU stopped after {} tokens, llama.cpp gave {must} certain ones", got.len());
     assert_eq!(&got[..must], &greedy[..must], "{name}: GPU greedy tokens differ from llama.cpp before step {must}");
-    assert_eq!(&got[..must], &cpu[..must.min(cpu.len())], "{name}: GPU and CPU greedy tokens differ before step {must}");
+    // Over the whole generation, GPU and CPU may only part where the CPU's own choice is a near-tie.
+    let split = got.iter().zip(&cpu).take_while(|(g, c)| g == c).count();
+    eprintln!("{name}: GPU and CPU agree on {split} of {} / {} tokens", got.len(), cpu.len());
+    if split < got.len().max(cpu.len()) {
+        let mut context = req.prompt.clone();
+        context.extend_from_slice(&cpu[..split]);
+        let mut logits = Vec::new();
+        model.eval(&mut model.new_cache(context.len()), &context, Outputs::Last, OutputKind::Logits, &mut logits).unwrap();
+        let mut sorted = logits.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let margin = sorted[0] - sorted[1];
+        assert!(margin < MARGIN, "{name}: GPU and CPU part at step {split} where the CPU's top-1 margin is {margin:.3}");
+    }
 
     // The session keeps its context: a follow-up extending it evaluates only the new tokens.
     let mut follow = out.context.clone();

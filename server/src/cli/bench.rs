@@ -23,6 +23,21 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where the forward pass runs: cpu, gpu or gpu:N (`kiln show --devices`).
+    #[arg(long, env = "KILN_DEVICE", default_value = "cpu")]
+    pub device: super::run::Device,
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_bench(model: &std::sync::Arc<Model>, adapter: Option<usize>, name: &str, args: &BenchArgs) -> Result<kiln_engine::bench::BenchResult> {
+    let gpu = std::sync::Arc::new(kiln_engine::gpu::GpuModel::load(model, adapter)?);
+    eprintln!("device: {}", gpu.adapter());
+    Ok(kiln_engine::gpu::bench::run(&gpu, name, args.n_prompt, args.n_gen, args.repetitions)?)
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_bench(_: &std::sync::Arc<Model>, _: Option<usize>, _: &str, _: &BenchArgs) -> Result<kiln_engine::bench::BenchResult> {
+    anyhow::bail!("this kiln build has no GPU support: rebuild with `--features gpu` or use --device cpu")
 }
 
 pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> {
@@ -31,7 +46,10 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
     let model = Model::load(model_path, &LoadOptions { threads: args.threads })
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let r = kiln_engine::bench::run(&model, &name, args.n_prompt, args.n_gen, args.repetitions)?;
+    let r = match args.device {
+        super::run::Device::Cpu => kiln_engine::bench::run(&model, &name, args.n_prompt, args.n_gen, args.repetitions)?,
+        super::run::Device::Gpu(adapter) => gpu_bench(&model, adapter, &name, &args)?,
+    };
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());

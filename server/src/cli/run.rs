@@ -52,6 +52,61 @@ pub struct RunArgs {
     /// Worker threads (default: KILN_THREADS or all cores).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
+    /// Where the forward pass runs: cpu, gpu (best adapter) or gpu:N (`kiln show --devices`).
+    #[arg(long, env = "KILN_DEVICE", default_value = "cpu")]
+    pub device: Device,
+}
+
+/// `--device`: the CPU, or a wgpu adapter (None: the best one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Gpu(Option<usize>),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Device, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "gpu" => Ok(Device::Gpu(None)),
+            _ => s
+                .strip_prefix("gpu:")
+                .and_then(|n| n.parse().ok())
+                .map(|n| Device::Gpu(Some(n)))
+                .ok_or_else(|| format!("unknown device {s:?} (expected cpu, gpu or gpu:N)")),
+        }
+    }
+}
+
+/// A generation stream on either backend.
+trait Generate {
+    fn generate(&mut self, req: &GenerateRequest, on_token: &mut dyn FnMut(&kiln_engine::TokenEvent) -> bool) -> kiln_engine::error::Result<GenerateOutput>;
+}
+
+impl Generate for Session {
+    fn generate(&mut self, req: &GenerateRequest, on_token: &mut dyn FnMut(&kiln_engine::TokenEvent) -> bool) -> kiln_engine::error::Result<GenerateOutput> {
+        Session::generate(self, req, on_token)
+    }
+}
+
+#[cfg(feature = "gpu")]
+impl Generate for kiln_engine::gpu::GpuSession {
+    fn generate(&mut self, req: &GenerateRequest, on_token: &mut dyn FnMut(&kiln_engine::TokenEvent) -> bool) -> kiln_engine::error::Result<GenerateOutput> {
+        kiln_engine::gpu::GpuSession::generate(self, req, on_token)
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_session(model: &Arc<Model>, adapter: Option<usize>, num_ctx: Option<usize>) -> Result<Box<dyn Generate>> {
+    let gpu = Arc::new(kiln_engine::gpu::GpuModel::load(model, adapter)?);
+    tracing::info!("running on {}", gpu.adapter());
+    Ok(Box::new(kiln_engine::gpu::GpuSession::new(&gpu, num_ctx.unwrap_or(0))?))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_session(_: &Arc<Model>, _: Option<usize>, _: Option<usize>) -> Result<Box<dyn Generate>> {
+    anyhow::bail!("this kiln build has no GPU support: rebuild with `--features gpu` or use --device cpu")
 }
 
 impl RunArgs {
@@ -91,7 +146,10 @@ pub fn run(args: RunArgs, models: Option<std::path::PathBuf>) -> Result<()> {
         // Ctrl-C stops the current answer, not the program.
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     }
-    let mut session = Session::new(model.clone());
+    let mut session: Box<dyn Generate> = match args.device {
+        Device::Cpu => Box::new(Session::new(model.clone())),
+        Device::Gpu(adapter) => gpu_session(&model, adapter, args.num_ctx)?,
+    };
     if !args.prompt.is_empty() {
         let prompt = args.prompt.join(" ");
         let tokens = if args.raw {
@@ -104,17 +162,17 @@ pub fn run(args: RunArgs, models: Option<std::path::PathBuf>) -> Result<()> {
             msgs.push(ChatMessage::new("user", &prompt));
             model.chat_tokens(&msgs)?
         };
-        let (out, _) = answer(&mut session, &args, tokens, &interrupted)?;
+        let (out, _) = answer(session.as_mut(), &args, tokens, &interrupted)?;
         println!();
         if args.verbose {
             print_stats(&model, &out, Duration::ZERO);
         }
         return Ok(());
     }
-    interactive(&model, &mut session, &args, &interrupted)
+    interactive(&model, session.as_mut(), &args, &interrupted)
 }
 
-fn answer(session: &mut Session, args: &RunArgs, tokens: Vec<u32>, interrupted: &AtomicBool) -> Result<(GenerateOutput, String)> {
+fn answer(session: &mut dyn Generate, args: &RunArgs, tokens: Vec<u32>, interrupted: &AtomicBool) -> Result<(GenerateOutput, String)> {
     let req = args.request(tokens)?;
     interrupted.store(false, Ordering::SeqCst);
     let mut stdout = std::io::stdout();
@@ -128,7 +186,7 @@ fn answer(session: &mut Session, args: &RunArgs, tokens: Vec<u32>, interrupted: 
     Ok((out, text))
 }
 
-fn interactive(model: &Arc<Model>, session: &mut Session, args: &RunArgs, interrupted: &AtomicBool) -> Result<()> {
+fn interactive(model: &Arc<Model>, session: &mut dyn Generate, args: &RunArgs, interrupted: &AtomicBool) -> Result<()> {
     let mut history: Vec<ChatMessage> = Vec::new();
     if let Some(s) = &args.system {
         history.push(ChatMessage::new("system", s));

@@ -12,13 +12,20 @@ use super::store;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ShowArgs {
     /// A model name (`gemma3`, `name:tag`) or a path to a .gguf file
+    #[arg(required_unless_present = "devices", default_value = "")]
     pub model: String,
     /// Also print all metadata (long arrays abbreviated) and all tensors
     #[arg(long, short)]
     pub verbose: bool,
+    /// List the GPU adapters `--device gpu:N` can use (needs a build with `--features gpu`)
+    #[arg(long)]
+    pub devices: bool,
 }
 
 pub fn show(args: ShowArgs, models: Option<PathBuf>) -> anyhow::Result<()> {
+    if args.devices {
+        return devices();
+    }
     let entry = store(models).resolve(&args.model)?;
     let g = GgufFile::open(&entry.path).with_context(|| format!("cannot read {}", entry.path.display()))?;
     print!("{}", summary(&g));
@@ -26,6 +33,24 @@ pub fn show(args: ShowArgs, models: Option<PathBuf>) -> anyhow::Result<()> {
         print!("{}", metadata(&g));
         print!("{}", tensors(&g));
     }
+    Ok(())
+}
+
+#[cfg(feature = "gpu")]
+fn devices() -> anyhow::Result<()> {
+    let adapters = kiln_engine::gpu::list_adapters();
+    if adapters.is_empty() {
+        println!("no GPU adapter found (install a Vulkan driver, e.g. mesa-vulkan-drivers); --device cpu only");
+    }
+    for a in adapters {
+        println!("gpu:{}  {a}", a.index);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn devices() -> anyhow::Result<()> {
+    println!("this kiln build has no GPU support (rebuild with `--features gpu`); --device cpu only");
     Ok(())
 }
 

@@ -164,20 +164,24 @@ macro_rules! legacy_kernels {
             }))
         }
 
-        /// Σ d·dy·(q·y) + m·s: the m·s terms ride in lane 0 of a second pair loop's vector.
+        /// Σ d·dy·(q·y) + m·s. (d, m) and (dy, s) are adjacent halves in both blocks, so one
+        /// 32-bit load and one conversion each give [d, m]·[dy, s] = [d·dy, m·s].
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q4_1_q8_1(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_1>(x), cast_or_none::<BlockQ8_1>(y)) else { return f32::NAN };
-            let lane0 = _mm256_setr_ps(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-            hsum256(pair_loop!(x, y, |a, b| {
+            let mut acc = _mm256_setzero_ps();
+            let mut accm = _mm_setzero_ps();
+            for (a, b) in x.iter().zip(y) {
                 let qa = nibbles_j_j16(a.qs.as_ptr());
                 let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
                 let p = _mm256_cvtepi32_ps($dot(qa, qb));
-                // d·dy·p + m·s in lane 0; the pair loop then multiplies by 1.
-                let ddy = _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d));
-                let ms = _mm256_mul_ps(_mm256_mul_ps(fp16x8(a.m), fp16x8(b.s)), lane0);
-                (_mm256_fmadd_ps(p, ddy, ms), _mm256_set1_ps(1.0))
-            }))
+                let wdm = _mm_cvtph_ps(_mm_loadu_si32(a as *const BlockQ4_1 as *const u8));
+                let yds = _mm_cvtph_ps(_mm_loadu_si32(b as *const BlockQ8_1 as *const u8));
+                let prod = _mm_mul_ps(wdm, yds);
+                acc = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(prod), acc);
+                accm = _mm_add_ps(accm, prod);
+            }
+            hsum256(acc) + _mm_cvtss_f32(_mm_movehdup_ps(accm))
         }
     };
 }

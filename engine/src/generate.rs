@@ -128,8 +128,7 @@ impl Sequence {
         }
         // Reuse the shared prefix, but always evaluate at least one token to get logits.
         let shared = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count().min(cache.len());
-        let keep = shared.min(prompt.len() - 1);
-        cache.truncate(keep);
+        let keep = cache.truncate(shared.min(prompt.len() - 1));
         Ok(Sequence {
             cache,
             tokens: prompt[..keep].to_vec(),

@@ -98,6 +98,10 @@ impl Gemma3 {
         Ok(Gemma3 { output_norm: load_vector(f, "output_norm.weight", e)?, hp, tok_embd, layers, output })
     }
 
+    pub fn kv_windows(&self) -> Vec<Option<usize>> {
+        self.layers.iter().map(|l| l.attn.window).collect()
+    }
+
     pub fn forward(&self, data: &[u8], ex: &mut Exec, seqs: &mut [SeqInput], kind: OutputKind, out: &mut Vec<f32>) -> Result<()> {
         let hp = &self.hp;
         let n = steps::begin(seqs, hp.n_vocab)?;

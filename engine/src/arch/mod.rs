@@ -30,6 +30,14 @@ impl Arch {
         }
     }
 
+    /// Each layer's sliding window (None: full attention), for sizing the KV cache.
+    pub fn kv_windows(&self) -> Vec<Option<usize>> {
+        match self {
+            Arch::Llama(m) => vec![None; m.hp.n_layer],
+            Arch::Gemma3(m) => m.kv_windows(),
+        }
+    }
+
     /// Runs the batch; appends one row per output (n_vocab logits or n_embd hidden) to `out`.
     pub fn forward(&self, data: &[u8], ex: &mut Exec, seqs: &mut [SeqInput], kind: OutputKind, out: &mut Vec<f32>) -> Result<()> {
         match self {

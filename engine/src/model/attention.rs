@@ -50,7 +50,8 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
             // Online softmax: one pass, running max and sum, no score buffer.
             let (mut m, mut s) = (f32::NEG_INFINITY, 0.0f32);
             for p in first..=pos {
-                let k = &keys[p * kw + kvh * hd..][..hd];
+                let slot = cache.slot(layer, p);
+                let k = &keys[slot * kw + kvh * hd..][..hd];
                 let score = dot(qh, k) * sh.scale;
                 if score > m {
                     let c = (m - score).exp();
@@ -60,7 +61,7 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
                 }
                 let w = (score - m).exp();
                 s += w;
-                axpy(o, w, &values[p * vw + kvh * hdv..][..hdv]);
+                axpy(o, w, &values[slot * vw + kvh * hdv..][..hdv]);
             }
             let inv = 1.0 / s;
             o.iter_mut().for_each(|v| *v *= inv);

@@ -1,33 +1,46 @@
-//! The KV cache of one sequence: per layer, keys and values of every position seen so far.
+//! The KV cache of one sequence: per layer, the keys and values attention reads.
 //!
-//! Layout per layer: `k[pos][kv_head][head_dim]` and `v[pos][kv_head][head_dim_v]`, f32.
-//! Storage grows in chunks as positions arrive (a short chat does not pay for a 4096-token
-//! context) and never beyond `capacity`, the context length the sequence was created with.
-//! Sliding-window layers keep every position too; the attention mask limits what they see.
+//! Layout per layer: `k[slot][kv_head][head_dim]` and `v[slot][kv_head][head_dim_v]`, f32.
+//! Full-attention layers keep every position (`slot = pos`). Sliding-window layers only ever
+//! read the last `window` positions, so they keep a ring of `window + MAX_BATCH` slots
+//! (`slot = pos % ring`): enough for a whole batch to be stored before it attends. For
+//! gemma3 at 32k context that is 5/6 of the layers holding 1,024 positions instead of 32,768.
+//! Storage grows in chunks as positions arrive, never beyond what a layer can use.
 
+use super::MAX_BATCH;
 use crate::error::{EngineError, Result};
 
 const GROW_CHUNK: usize = 256;
+
+struct Layer {
+    /// Slots this layer can hold: the context length, or `window + MAX_BATCH` for a ring.
+    slots: usize,
+    window: Option<usize>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
 
 pub struct KvCache {
     capacity: usize,
     len: usize,
     k_width: usize,
     v_width: usize,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    layers: Vec<Layer>,
 }
 
 impl KvCache {
-    pub fn new(n_layer: usize, k_width: usize, v_width: usize, capacity: usize) -> KvCache {
-        KvCache {
-            capacity,
-            len: 0,
-            k_width,
-            v_width,
-            k: (0..n_layer).map(|_| Vec::new()).collect(),
-            v: (0..n_layer).map(|_| Vec::new()).collect(),
-        }
+    /// `windows[l]` is layer l's sliding window (None: full attention).
+    pub fn new(windows: &[Option<usize>], k_width: usize, v_width: usize, capacity: usize) -> KvCache {
+        let layers = windows
+            .iter()
+            .map(|&window| Layer {
+                slots: window.map_or(capacity, |w| (w + MAX_BATCH).min(capacity)),
+                window,
+                k: Vec::new(),
+                v: Vec::new(),
+            })
+            .collect();
+        KvCache { capacity, len: 0, k_width, v_width, layers }
     }
 
     /// Positions held.
@@ -39,13 +52,22 @@ impl KvCache {
         self.len == 0
     }
 
+    /// The context length: positions this cache can take in all.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Forgets every position from `len` on (used to reuse a shared prefix).
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+    /// Forgets every position from `len` on, to reuse a shared prefix; returns the length kept.
+    /// A ring layer that has already overwritten what position `len` would need to see makes
+    /// the whole prefix unusable: then the cache starts over (returns 0).
+    pub fn truncate(&mut self, len: usize) -> usize {
+        let len = self.len.min(len);
+        let ring_ok = self.layers.iter().all(|l| match l.window {
+            Some(w) if l.slots < self.capacity => self.len - len + w <= l.slots,
+            _ => true,
+        });
+        self.len = if ring_ok { len } else { 0 };
+        self.len
     }
 
     /// Makes room for `n` more positions; fails when the context would overflow.
@@ -54,23 +76,34 @@ impl KvCache {
         if need > self.capacity {
             return Err(EngineError::ContextOverflow { prompt: need, ctx: self.capacity });
         }
-        let have = self.k.first().map_or(0, |k| k.len() / self.k_width.max(1));
-        if need > have {
-            let target = (need.div_ceil(GROW_CHUNK) * GROW_CHUNK).min(self.capacity);
-            for (k, v) in self.k.iter_mut().zip(self.v.iter_mut()) {
-                k.resize(target * self.k_width, 0.0);
-                v.resize(target * self.v_width, 0.0);
+        if n > MAX_BATCH && self.layers.iter().any(|l| l.slots < self.capacity) {
+            return Err(EngineError::InvalidRequest(format!("a batch of {n} tokens exceeds {MAX_BATCH} on a sliding-window cache")));
+        }
+        let (kw, vw) = (self.k_width, self.v_width);
+        for l in &mut self.layers {
+            let have = l.k.len() / kw.max(1);
+            let want = (need.div_ceil(GROW_CHUNK) * GROW_CHUNK).min(l.slots);
+            if want > have {
+                l.k.resize(want * kw, 0.0);
+                l.v.resize(want * vw, 0.0);
             }
         }
         Ok(())
     }
 
-    /// Stores the key and value rows of `layer` at absolute position `pos` (< len + reserved).
+    /// The slot position `pos` occupies in `layer`.
+    #[inline]
+    pub fn slot(&self, layer: usize, pos: usize) -> usize {
+        pos % self.layers[layer].slots
+    }
+
+    /// Stores the key and value rows of `layer` at absolute position `pos` (reserved first).
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let kw = self.k_width;
-        let vw = self.v_width;
-        self.k[layer][pos * kw..(pos + 1) * kw].copy_from_slice(k);
-        self.v[layer][pos * vw..(pos + 1) * vw].copy_from_slice(v);
+        let (kw, vw) = (self.k_width, self.v_width);
+        let s = self.slot(layer, pos);
+        let l = &mut self.layers[layer];
+        l.k[s * kw..(s + 1) * kw].copy_from_slice(k);
+        l.v[s * vw..(s + 1) * vw].copy_from_slice(v);
     }
 
     /// Marks `n` more positions as filled (after every layer has stored them).
@@ -78,16 +111,50 @@ impl KvCache {
         self.len += n;
     }
 
+    /// Keys of `layer`, indexed by [`KvCache::slot`].
     pub fn keys(&self, layer: usize) -> &[f32] {
-        &self.k[layer]
+        &self.layers[layer].k
     }
 
+    /// Values of `layer`, indexed by [`KvCache::slot`].
     pub fn values(&self, layer: usize) -> &[f32] {
-        &self.v[layer]
+        &self.layers[layer].v
     }
 
     /// Bytes held by the cache now.
     pub fn bytes(&self) -> usize {
-        self.k.iter().chain(self.v.iter()).map(|b| b.len() * 4).sum()
+        self.layers.iter().map(|l| (l.k.len() + l.v.len()) * 4).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_layers_wrap_and_full_layers_do_not() {
+        let mut c = KvCache::new(&[None, Some(4)], 1, 1, 4096);
+        for pos in 0..2000 {
+            c.reserve(1).unwrap();
+            c.store(0, pos, &[pos as f32], &[0.0]);
+            c.store(1, pos, &[pos as f32], &[0.0]);
+            c.advance(1);
+        }
+        assert_eq!(c.keys(0)[c.slot(0, 1234)], 1234.0);
+        // The ring still holds the last window + batch positions.
+        for pos in 2000 - 4 - MAX_BATCH..2000 {
+            assert_eq!(c.keys(1)[c.slot(1, pos)], pos as f32);
+        }
+        assert!(c.keys(1).len() <= 4 + MAX_BATCH);
+        // Going back further than the ring remembers starts over; a short step back keeps it.
+        assert_eq!(c.truncate(1990), 1990);
+        assert_eq!(c.truncate(10), 0);
+    }
+
+    #[test]
+    fn overflow_is_an_error() {
+        let mut c = KvCache::new(&[None], 2, 2, 8);
+        c.reserve(8).unwrap();
+        assert!(matches!(c.reserve(9), Err(EngineError::ContextOverflow { .. })));
     }
 }

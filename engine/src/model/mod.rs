@@ -155,7 +155,15 @@ impl Model {
     /// An empty KV cache for a sequence of up to `n_ctx` tokens.
     pub fn new_cache(&self, n_ctx: usize) -> KvCache {
         let hp = self.arch.hparams();
-        KvCache::new(hp.n_layer, hp.k_width(), hp.v_width(), n_ctx)
+        KvCache::new(&self.arch.kv_windows(), hp.k_width(), hp.v_width(), n_ctx)
+    }
+
+    /// A cache that keeps every position on every layer (no sliding-window rings): the
+    /// reference the ring layout is tested against.
+    #[doc(hidden)]
+    pub fn new_cache_without_rings(&self, n_ctx: usize) -> KvCache {
+        let hp = self.arch.hparams();
+        KvCache::new(&vec![None; hp.n_layer], hp.k_width(), hp.v_width(), n_ctx)
     }
 
     fn exec(&self) -> MutexGuard<'_, Exec> {

@@ -196,80 +196,132 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// y[t][r] = Σ_c W[r][c]·x[t][c]; x: [n_tokens][cols] (in `qx`), y: [n_tokens][rows].
 /// Uses the mat-vec kernel when n_tokens == 1, the token-tiled kernel otherwise.
 pub fn matmul_q(pool: &ThreadPool, w: &QMatrix, qx: &QuantizedActs, n_tokens: usize, y: &mut [f32]) {
-    let ok = qx.ty == w.ty.vec_dot_type() && qx.cols == w.cols && qx.n_tokens >= n_tokens && y.len() >= n_tokens * w.rows;
-    // A caller bug, not a data error: loud in debug builds, a no-op in release.
-    debug_assert!(ok, "matmul_q: {} weight {}x{}, acts {} {}x{}, {} tokens, y {}", w.ty, w.rows, w.cols, qx.ty, qx.n_tokens, qx.cols, n_tokens, y.len());
-    if !ok || n_tokens == 0 || w.rows == 0 || w.data.len() != w.rows * w.ty.row_bytes(w.cols).unwrap_or(0) {
+    matmul_q_many(pool, &mut [MatmulJob { w: *w, qx, y }], n_tokens);
+}
+
+/// Products [`matmul_q_many`] puts in one dispatch.
+pub const MAX_JOBS: usize = 4;
+
+/// One product of [`matmul_q_many`].
+pub struct MatmulJob<'a, 'b> {
+    pub w: QMatrix<'a>,
+    pub qx: &'b QuantizedActs,
+    pub y: &'b mut [f32],
+}
+
+/// How one job is cut into row chunks that threads claim.
+struct Plan<'a> {
+    w: QMatrix<'a>,
+    rb: usize,
+    dot: simd::VecDotFn,
+    tile: Option<simd::VecDotTileFn>,
+    y: SyncPtr<f32>,
+    chunk: usize,
+    n_chunks: usize,
+}
+
+/// Several products in one dispatch: every job's row chunks go into one queue the threads
+/// drain, so Q, K and V (or gate and up) cost one barrier instead of three (or two). Each row's
+/// arithmetic is the same as in a lone [`matmul_q`], so results do not depend on grouping.
+/// Up to [`MAX_JOBS`] jobs share a dispatch (more are run in groups); nothing is allocated.
+pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize) {
+    if jobs.len() > MAX_JOBS {
+        let (head, tail) = jobs.split_at_mut(MAX_JOBS);
+        matmul_q_many(pool, head, n_tokens);
+        matmul_q_many(pool, tail, n_tokens);
         return;
     }
-    let rb = w.row_bytes();
-    let dot = simd::vec_dot_fn(w.ty);
-    let tile = simd::tile_fn(w.ty);
-    let yp = SyncPtr(y.as_mut_ptr());
-    let rows = w.rows;
+    let mut plans: [Option<Plan>; MAX_JOBS] = [None, None, None, None];
+    let mut qxs: [Option<&QuantizedActs>; MAX_JOBS] = [None; MAX_JOBS];
+    let mut n_plans = 0;
+    for j in jobs.iter_mut() {
+        let (w, qx) = (&j.w, j.qx);
+        let ok = qx.ty == w.ty.vec_dot_type() && qx.cols == w.cols && qx.n_tokens >= n_tokens && j.y.len() >= n_tokens * w.rows;
+        // A caller bug, not a data error: loud in debug builds, a no-op in release.
+        debug_assert!(ok, "matmul_q: {} weight {}x{}, acts {} {}x{}, {} tokens, y {}", w.ty, w.rows, w.cols, qx.ty, qx.n_tokens, qx.cols, n_tokens, j.y.len());
+        if !ok || n_tokens == 0 || w.rows == 0 || w.data.len() != w.rows * w.ty.row_bytes(w.cols).unwrap_or(0) {
+            continue;
+        }
+        let rb = w.row_bytes();
+        let chunk = if n_tokens == 1 {
+            // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
+            w.rows.div_ceil(pool.n_threads() * 4).max(16)
+        } else {
+            (CHUNK_BYTES / rb.max(1)).clamp(4, 256).min(w.rows.div_ceil(2 * pool.n_threads()))
+        };
+        plans[n_plans] = Some(Plan { w: j.w, rb, dot: simd::vec_dot_fn(w.ty), tile: simd::tile_fn(w.ty), y: SyncPtr(j.y.as_mut_ptr()), chunk, n_chunks: w.rows.div_ceil(chunk) });
+        qxs[n_plans] = Some(qx);
+        n_plans += 1;
+    }
+    let plans: [Option<Plan>; MAX_JOBS] = plans;
+    let chunks = |j: usize| plans[j].as_ref().map_or(0, |p| p.n_chunks);
+    let total: usize = (0..n_plans).map(chunks).sum();
+    if total == 0 {
+        return;
+    }
     let next = AtomicUsize::new(0);
-    if n_tokens == 1 {
-        // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
-        let chunk = rows.div_ceil(pool.n_threads() * 4).max(16);
-        let n_chunks = rows.div_ceil(chunk);
-        let (act, aux) = (qx.row(0), qx.aux_row(0));
-        pool.run(|_, _| loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            for r in c * chunk..((c + 1) * chunk).min(rows) {
-                let wr = &w.data[r * rb..(r + 1) * rb];
-                let v = match tile {
-                    Some(f) => {
-                        let mut o = [0f32; 1];
-                        f(wr, &[act], &[aux], &mut o);
-                        o[0]
-                    }
-                    None => dot(wr, act),
-                };
-                // SAFETY: row r belongs to chunk c, claimed by this thread only.
-                unsafe { *yp.get().add(r) = v };
-            }
-        });
-        return;
-    }
-    let chunk = (CHUNK_BYTES / rb.max(1)).clamp(4, 256).min(rows.div_ceil(2 * pool.n_threads()));
-    let n_chunks = rows.div_ceil(chunk);
-    pool.run(|_, _| {
-        let mut out = [0f32; TILE_TOKENS];
-        loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
-            for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
-                let nt = TILE_TOKENS.min(n_tokens - t0);
-                let mut ys: [&[u8]; TILE_TOKENS] = [&[]; TILE_TOKENS];
-                let mut aux: [&[f32]; TILE_TOKENS] = [&[]; TILE_TOKENS];
-                for k in 0..nt {
-                    ys[k] = qx.row(t0 + k);
-                    aux[k] = qx.aux_row(t0 + k);
-                }
-                for r in r0..r1 {
-                    let wr = &w.data[r * rb..(r + 1) * rb];
-                    match tile {
-                        Some(f) => f(wr, &ys[..nt], &aux[..nt], &mut out[..nt]),
-                        None => {
-                            for k in 0..nt {
-                                out[k] = dot(wr, ys[k]);
-                            }
-                        }
-                    }
-                    for (k, &v) in out.iter().enumerate().take(nt) {
-                        // SAFETY: rows r0..r1 belong to chunk c, claimed by this thread only.
-                        unsafe { *yp.get().add((t0 + k) * rows + r) = v };
-                    }
-                }
-            }
+    pool.run(|_, _| loop {
+        let mut c = next.fetch_add(1, Ordering::Relaxed);
+        if c >= total {
+            break;
+        }
+        let mut j = 0;
+        while c >= chunks(j) {
+            c -= chunks(j);
+            j += 1;
+        }
+        if let (Some(p), Some(qx)) = (&plans[j], qxs[j]) {
+            let (r0, r1) = (c * p.chunk, ((c + 1) * p.chunk).min(p.w.rows));
+            run_chunk(p, qx, n_tokens, r0, r1);
         }
     });
+}
+
+/// Rows r0..r1 of one job, for every token.
+fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize) {
+    let (rows, rb) = (p.w.rows, p.rb);
+    if n_tokens == 1 {
+        let (act, aux) = (qx.row(0), qx.aux_row(0));
+        for r in r0..r1 {
+            let wr = &p.w.data[r * rb..(r + 1) * rb];
+            let v = match p.tile {
+                Some(f) => {
+                    let mut o = [0f32; 1];
+                    f(wr, &[act], &[aux], &mut o);
+                    o[0]
+                }
+                None => (p.dot)(wr, act),
+            };
+            // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
+            unsafe { *p.y.get().add(r) = v };
+        }
+        return;
+    }
+    let mut out = [0f32; TILE_TOKENS];
+    for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
+        let nt = TILE_TOKENS.min(n_tokens - t0);
+        let mut ys: [&[u8]; TILE_TOKENS] = [&[]; TILE_TOKENS];
+        let mut aux: [&[f32]; TILE_TOKENS] = [&[]; TILE_TOKENS];
+        for k in 0..nt {
+            ys[k] = qx.row(t0 + k);
+            aux[k] = qx.aux_row(t0 + k);
+        }
+        for r in r0..r1 {
+            let wr = &p.w.data[r * rb..(r + 1) * rb];
+            match p.tile {
+                Some(f) => f(wr, &ys[..nt], &aux[..nt], &mut out[..nt]),
+                None => {
+                    for k in 0..nt {
+                        out[k] = (p.dot)(wr, ys[k]);
+                    }
+                }
+            }
+            for (k, &v) in out.iter().enumerate().take(nt) {
+                // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
+                unsafe { *p.y.get().add((t0 + k) * rows + r) = v };
+            }
+        }
+    }
 }
 
 /// Convenience: quantizes x into `scratch` then calls matmul_q.

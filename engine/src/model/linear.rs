@@ -1,6 +1,6 @@
 //! Weights as views into the memory-mapped GGUF file, and the matrix products over them.
 
-use kiln_kernels::{matmul_q, GgmlType, QMatrix, QuantizedActs, ThreadPool};
+use kiln_kernels::{matmul_q_many, GgmlType, MatmulJob, QMatrix, QuantizedActs, ThreadPool, MAX_JOBS};
 
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
@@ -82,6 +82,9 @@ pub fn optional_vector(f: &GgufFile, name: &str, len: usize) -> Result<Option<Ve
     }
 }
 
+/// A placeholder for unused job slots (never dispatched).
+const EMPTY: QMatrix<'static> = QMatrix { ty: GgmlType::F32, data: &[], rows: 0, cols: 0 };
+
 /// Activations quantized once per input and shared by every product that reads it
 /// (Q, K and V share one; gate and up share one), one slot per activation type.
 #[derive(Default)]
@@ -97,19 +100,43 @@ impl ActSet {
     }
 
     /// `ys[i] = x · ws[i]ᵀ` for every (weight, output) pair; x: [n][cols], y: [n][rows].
+    /// x is quantized once per activation type, and the products share one dispatch.
     pub fn matmuls(&mut self, pool: &ThreadPool, data: &[u8], x: &[f32], n: usize, outs: &mut [(&Linear, &mut [f32])]) {
         self.invalidate();
-        for (w, y) in outs.iter_mut() {
-            let qx = self.quantized(pool, w.ty.vec_dot_type(), x, n, w.cols);
-            matmul_q(pool, &w.matrix(data), qx, n, &mut y[..n * w.rows]);
+        self.matmuls_quantized(pool, data, x, n, outs);
+    }
+
+    fn matmuls_quantized(&mut self, pool: &ThreadPool, data: &[u8], x: &[f32], n: usize, outs: &mut [(&Linear, &mut [f32])]) {
+        if outs.len() > MAX_JOBS {
+            let (head, tail) = outs.split_at_mut(MAX_JOBS);
+            self.matmuls_quantized(pool, data, x, n, head);
+            self.matmuls_quantized(pool, data, x, n, tail);
+            return;
         }
+        if outs.is_empty() {
+            return;
+        }
+        let mut slot = [0usize; MAX_JOBS];
+        for (i, (w, _)) in outs.iter().enumerate().take(MAX_JOBS) {
+            slot[i] = self.quantize(pool, w.ty.vec_dot_type(), x, n, w.cols);
+        }
+        let k = outs.len();
+        let slots = &self.slots;
+        let mut jobs: [Option<MatmulJob>; MAX_JOBS] = [None, None, None, None];
+        for (i, (w, y)) in outs.iter_mut().enumerate().take(MAX_JOBS) {
+            let rows = w.rows;
+            jobs[i] = Some(MatmulJob { w: w.matrix(data), qx: &slots[slot[i]].1, y: &mut y[..n * rows] });
+        }
+        let mut list: [MatmulJob; MAX_JOBS] = jobs.map(|j| j.unwrap_or(MatmulJob { w: EMPTY, qx: &slots[0].1, y: &mut [] }));
+        matmul_q_many(pool, &mut list[..k], n);
     }
 
     pub fn matmul(&mut self, pool: &ThreadPool, data: &[u8], w: &Linear, x: &[f32], n: usize, y: &mut [f32]) {
         self.matmuls(pool, data, x, n, &mut [(w, y)]);
     }
 
-    fn quantized(&mut self, pool: &ThreadPool, ty: GgmlType, x: &[f32], n: usize, cols: usize) -> &QuantizedActs {
+    /// Index of the slot holding x quantized to `ty` (quantizing it if needed).
+    fn quantize(&mut self, pool: &ThreadPool, ty: GgmlType, x: &[f32], n: usize, cols: usize) -> usize {
         let i = match self.slots.iter().position(|(t, _)| *t == ty) {
             Some(i) => i,
             None => {
@@ -122,6 +149,6 @@ impl ActSet {
             self.slots[i].1.quantize(pool, ty, &x[..n * cols], n, cols);
             self.valid[i] = true;
         }
-        &self.slots[i].1
+        i
     }
 }

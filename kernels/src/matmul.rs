@@ -249,7 +249,10 @@ pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize)
         } else {
             (CHUNK_BYTES / rb.max(1)).clamp(4, 256).min(w.rows.div_ceil(2 * pool.n_threads()))
         };
-        plans[n_plans] = Some(Plan { w: j.w, rb, dot: simd::vec_dot_fn(w.ty), tile: simd::tile_fn(w.ty), y: SyncPtr(j.y.as_mut_ptr()), chunk, n_chunks: w.rows.div_ceil(chunk) });
+        // Mat-vec of the legacy types runs faster through the dot kernel (same bits as its tile);
+        // the K-quant tiles take precomputed bsums and are the fast path for one token too.
+        let tile = simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant());
+        plans[n_plans] = Some(Plan { w: j.w, rb, dot: simd::vec_dot_fn(w.ty), tile, y: SyncPtr(j.y.as_mut_ptr()), chunk, n_chunks: w.rows.div_ceil(chunk) });
         qxs[n_plans] = Some(qx);
         n_plans += 1;
     }

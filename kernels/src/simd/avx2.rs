@@ -24,6 +24,18 @@ pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
     })
 }
 
+/// Prefill tiles for the legacy types (one weight row against up to 8 tokens).
+pub fn tile_fn(ty: GgmlType) -> Option<super::VecDotTileFn> {
+    Some(match ty {
+        // SAFETY (all): handed out only when AVX2/FMA/F16C were detected.
+        GgmlType::Q8_0 => |x, ys, _, out| unsafe { super::x86::plain::tile_q8_0_q8_0(x, ys, out) },
+        GgmlType::Q4_0 => |x, ys, _, out| unsafe { super::x86::plain::tile_q4_0_q8_0(x, ys, out) },
+        GgmlType::Q5_0 => |x, ys, _, out| unsafe { super::x86::plain::tile_q5_0_q8_0(x, ys, out) },
+        GgmlType::Q4_1 => |x, ys, _, out| unsafe { super::x86::plain::tile_q4_1_q8_1(x, ys, out) },
+        _ => return None,
+    })
+}
+
 /// Q4_K · Q8_K: per 64 elements, low/high nibbles of 32 qs bytes against two 32-byte q8 runs,
 /// maddubs to i16, madd with the broadcast sub-block scale to i32 (spec §2.3).
 #[target_feature(enable = "avx2,fma,f16c")]

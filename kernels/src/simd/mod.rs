@@ -157,6 +157,8 @@ pub fn tile_fn_for(ty: GgmlType, isa: Isa) -> Option<VecDotTileFn> {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => avx512::tile_fn(ty),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::tile_fn(ty),
         _ => None,
     }
 }

@@ -119,6 +119,11 @@ fn simd_tiles_match_scalar() {
                     let mut out = [0f32; 8];
                     f(&w, &ys, &aux, &mut out[..nt]);
                     for t in 0..nt {
+                        // A token's result must not depend on its tile mates or on whether it
+                        // came alone (mat-vec) or in a batch: batched serving relies on it.
+                        if let Some(dot) = vec_dot_fn_for(ty, isa) {
+                            assert_eq!(out[t].to_bits(), dot(&w, &acts[t]).to_bits(), "{isa:?} {ty} {case} nt={nt} t={t}: tile vs dot");
+                        }
                         let want = vec_dot_scalar(ty, &w, &acts[t]);
                         assert!((out[t] - want).abs() <= 1e-4 * (1.0 + want.abs()) + 1e-3,
                             "{isa:?} {ty} {case} nt={nt} t={t}: {} vs {want}", out[t]);

@@ -120,6 +120,41 @@ macro_rules! pair_loop {
     }};
 }
 
+/// The multi-token form of `pair_loop`: the weight block is prepared once (`$prep`), then
+/// each token's (products, scale) go into that token's own even/odd accumulators, exactly as
+/// `pair_loop` would for it alone, so a token's result does not depend on its tile mates.
+macro_rules! pair_tile {
+    ($x:expr, $ys:expr, $out:expr, |$a:ident| $prep:expr, |$w:ident, $b:ident| $body:expr) => {{
+        let (x, ys, out) = ($x, $ys, $out);
+        let nt = ys.len().min(8).min(out.len());
+        let mut acc0 = [_mm256_setzero_ps(); 8];
+        let mut acc1 = [_mm256_setzero_ps(); 8];
+        for (i, $a) in x.iter().enumerate() {
+            let $w = $prep;
+            let acc = if i % 2 == 0 { &mut acc0 } else { &mut acc1 };
+            for k in 0..nt {
+                let $b = ys[k].get_unchecked(i);
+                let (p, d) = $body;
+                acc[k] = _mm256_fmadd_ps(p, d, acc[k]);
+            }
+        }
+        for k in 0..nt {
+            out[k] = hsum256(_mm256_add_ps(acc0[k], acc1[k]));
+        }
+    }};
+}
+
+/// Casts up to 8 activation rows to blocks of `T`, each as long as `n` weight blocks;
+/// None if any does not fit (the caller then reports NaN, as the dot kernels do).
+#[inline(always)]
+pub fn cast_rows<'a, T: bytemuck::Pod>(ys: &[&'a [u8]], n: usize) -> Option<[&'a [T]; 8]> {
+    let mut rows: [&[T]; 8] = [&[]; 8];
+    for (r, y) in rows.iter_mut().zip(ys) {
+        *r = cast_or_none::<T>(y).filter(|b| b.len() >= n)?;
+    }
+    Some(rows)
+}
+
 /// Generates the legacy 32-element kernels for one feature set; `$dot` is the u8·i8 helper.
 macro_rules! legacy_kernels {
     ($dot:ident, $features:literal) => {
@@ -182,6 +217,72 @@ macro_rules! legacy_kernels {
                 accm = _mm_add_ps(accm, prod);
             }
             hsum256(acc) + _mm_cvtss_f32(_mm_movehdup_ps(accm))
+        }
+
+        /// Tiles: one weight row against up to 8 activation rows (prefill), per token the
+        /// same arithmetic as the dot kernels above.
+        #[target_feature(enable = $features)]
+        pub unsafe fn tile_q8_0_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+            let Some(x) = cast_or_none::<BlockQ8_0>(x) else { return out.fill(f32::NAN) };
+            let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
+            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16x8(a.d)), |w, b| {
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let (ua, sb) = abs_sign(w.0, qb);
+                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(w.1, fp16x8(b.d)))
+            })
+        }
+
+        #[target_feature(enable = $features)]
+        pub unsafe fn tile_q4_0_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+            let Some(x) = cast_or_none::<BlockQ4_0>(x) else { return out.fill(f32::NAN) };
+            let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
+            let off = _mm256_set1_epi8(8);
+            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16x8(a.d)), |w, b| {
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let (ua, sb) = abs_sign(w.0, qb);
+                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(w.1, fp16x8(b.d)))
+            })
+        }
+
+        #[target_feature(enable = $features)]
+        pub unsafe fn tile_q5_0_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+            let Some(x) = cast_or_none::<BlockQ5_0>(x) else { return out.fill(f32::NAN) };
+            let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
+            let off = _mm256_set1_epi8(16);
+            let bit = _mm256_set1_epi8(0x10);
+            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| {
+                let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
+                (_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16x8(a.d))
+            }, |w, b| {
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let (ua, sb) = abs_sign(w.0, qb);
+                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(w.1, fp16x8(b.d)))
+            })
+        }
+
+        #[target_feature(enable = $features)]
+        pub unsafe fn tile_q4_1_q8_1(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+            let Some(x) = cast_or_none::<BlockQ4_1>(x) else { return out.fill(f32::NAN) };
+            let Some(rows) = cast_rows::<BlockQ8_1>(ys, x.len()) else { return out.fill(f32::NAN) };
+            let nt = ys.len().min(8).min(out.len());
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut accm = [_mm_setzero_ps(); 8];
+            for (i, a) in x.iter().enumerate() {
+                let qa = nibbles_j_j16(a.qs.as_ptr());
+                let wdm = _mm_cvtph_ps(_mm_loadu_si32(a as *const BlockQ4_1 as *const u8));
+                for k in 0..nt {
+                    let b = rows[k].get_unchecked(i);
+                    let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                    let p = _mm256_cvtepi32_ps($dot(qa, qb));
+                    let yds = _mm_cvtph_ps(_mm_loadu_si32(b as *const BlockQ8_1 as *const u8));
+                    let prod = _mm_mul_ps(wdm, yds);
+                    acc[k] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(prod), acc[k]);
+                    accm[k] = _mm_add_ps(accm[k], prod);
+                }
+            }
+            for k in 0..nt {
+                out[k] = hsum256(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(accm[k]));
+            }
         }
     };
 }

@@ -21,6 +21,8 @@ pub enum EngineError {
     ContextOverflow { prompt: usize, ctx: usize },
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("gpu backend: {0}")]
+    Gpu(String),
     #[error("server busy: the request queue is full")]
     QueueFull,
     #[error("the model was unloaded")]

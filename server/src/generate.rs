@@ -54,7 +54,7 @@ pub fn engine_error(e: &EngineError) -> ApiError {
 }
 
 impl Generation {
-    /// Submits to the model's scheduler; `started` is the request's arrival, `load` its load time.
+    /// Submits to the model's generator; `started` is the request's arrival, `load` its load time.
     pub fn start(
         state: &AppState,
         lease: Lease,
@@ -65,7 +65,7 @@ impl Generation {
         let (tx, rx) = mpsc::unbounded_channel();
         let shutdown = state.shutdown.clone();
         let sink: Sink = Box::new(move |ev: Event| tx.send(ev).is_ok() && !shutdown.load(Ordering::Relaxed));
-        lease.scheduler.submit(req, sink).map_err(|e| engine_error(&e))?;
+        lease.generator.submit(req, sink).map_err(|e| engine_error(&e))?;
         Ok(Generation {
             rx,
             peeked: None,

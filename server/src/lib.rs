@@ -9,10 +9,13 @@ pub mod app;
 pub mod auth;
 pub mod cors;
 pub mod daemon;
+pub mod device;
 pub mod duration;
 pub mod embed;
 pub mod error;
 pub mod generate;
+#[cfg(feature = "gpu")]
+pub mod gpu_worker;
 pub mod gotmpl;
 pub mod host;
 pub mod json;

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use kiln_engine::store::{ModelEntry, ModelStore, StoreError};
-use kiln_engine::{LoadOptions, Model, Scheduler, SchedulerOptions};
+use kiln_engine::{LoadOptions, Model, SchedulerOptions};
 
+use crate::device::Generator;
 use crate::duration::KeepAlive;
 use crate::error::ApiError;
 use crate::state::ServerConfig;
@@ -17,7 +18,7 @@ use crate::state::ServerConfig;
 pub struct Loaded {
     pub entry: ModelEntry,
     pub model: Arc<Model>,
-    pub scheduler: Scheduler,
+    pub generator: Generator,
     life: Mutex<Life>,
 }
 
@@ -122,28 +123,30 @@ impl ModelManager {
         }
         let path = entry.path.clone();
         let opts = LoadOptions { threads: self.config.threads };
-        tracing::info!(model = %entry.name, path = %path.display(), "loading model");
-        let model = tokio::task::spawn_blocking(move || Model::load(&path, &opts))
-            .await
-            .map_err(|e| ApiError::internal(format!("model load task failed: {e}")))?
-            .map_err(|e| {
-                tracing::error!(model = %entry.name, error = %e, "model load failed");
-                ApiError::internal(format!("failed to load model {:?}: {e}", entry.name))
-            })?;
-        let scheduler = Scheduler::new(
-            model.clone(),
-            SchedulerOptions { num_parallel: self.config.num_parallel, max_queue: self.config.max_queue },
-        );
+        let sched = SchedulerOptions { num_parallel: self.config.num_parallel, max_queue: self.config.max_queue };
+        let device = self.config.device;
+        tracing::info!(model = %entry.name, path = %path.display(), %device, "loading model");
+        let (model, generator) = tokio::task::spawn_blocking(move || {
+            let model = Model::load(&path, &opts)?;
+            let generator = Generator::new(model.clone(), device, sched)?;
+            Ok::<_, kiln_engine::EngineError>((model, generator))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("model load task failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(model = %entry.name, error = %e, "model load failed");
+            ApiError::internal(format!("failed to load model {:?}: {e}", entry.name))
+        })?;
         let loaded = Arc::new(Loaded {
             entry: entry.clone(),
             model,
-            scheduler,
+            generator,
             life: Mutex::new(Life { active: 1, expires: None }),
         });
         if let Ok(mut map) = self.loaded.lock() {
             map.insert(entry.path.clone(), loaded.clone());
         }
-        tracing::info!(model = %entry.name, elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+        tracing::info!(model = %entry.name, device = %loaded.generator.device_name(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
         Ok((Lease { loaded, manager: self.clone(), keep_alive }, started.elapsed()))
     }
 
@@ -203,8 +206,8 @@ impl ModelManager {
     /// (running generations, queued generations, loaded models), summed over loaded models.
     pub fn load_stats(&self) -> (usize, usize, usize) {
         let all = self.loaded();
-        let running = all.iter().map(|l| l.scheduler.running()).sum();
-        let queued = all.iter().map(|l| l.scheduler.queued()).sum();
+        let running = all.iter().map(|l| l.generator.running()).sum();
+        let queued = all.iter().map(|l| l.generator.queued()).sum();
         (running, queued, all.len())
     }
 }

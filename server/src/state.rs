@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Threads per model (`None` = the engine decides).
     pub threads: Option<usize>,
+    /// Where generation runs (`--device` / `KILN_DEVICE`); embeddings always use the CPU.
+    pub device: crate::device::Device,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +41,7 @@ impl Default for ServerConfig {
             origins: crate::cors::default_origins(),
             body_limit: DEFAULT_BODY_LIMIT,
             threads: None,
+            device: crate::device::Device::Cpu,
         }
     }
 }

@@ -73,8 +73,7 @@ impl GpuModel {
     }
 }
 
-/// The engine has no GPU error variant yet; GPU failures surface as invalid requests naming
-/// the backend (the caller asked for a device that cannot run this).
+/// A wgpu failure (no adapter, out of device memory, a lost device, a failed readback).
 pub(crate) fn gpu_err(e: GpuError) -> EngineError {
-    EngineError::InvalidRequest(format!("gpu backend: {e}"))
+    EngineError::Gpu(e.to_string())
 }

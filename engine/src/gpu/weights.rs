@@ -183,7 +183,7 @@ impl Weights {
 }
 
 fn gpu_unsupported(what: String) -> EngineError {
-    EngineError::InvalidRequest(format!("gpu backend: no kernel for {what}"))
+    EngineError::Gpu(format!("no kernel for {what}"))
 }
 
 /// Uploads a matrix as its GGUF bytes, or dequantized to f32 when no shader decodes its type.

@@ -57,27 +57,7 @@ pub struct RunArgs {
     pub device: Device,
 }
 
-/// `--device`: the CPU, or a wgpu adapter (None: the best one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    Cpu,
-    Gpu(Option<usize>),
-}
-
-impl std::str::FromStr for Device {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Device, String> {
-        match s {
-            "cpu" => Ok(Device::Cpu),
-            "gpu" => Ok(Device::Gpu(None)),
-            _ => s
-                .strip_prefix("gpu:")
-                .and_then(|n| n.parse().ok())
-                .map(|n| Device::Gpu(Some(n)))
-                .ok_or_else(|| format!("unknown device {s:?} (expected cpu, gpu or gpu:N)")),
-        }
-    }
-}
+pub use kiln_server::device::Device;
 
 /// A generation stream on either backend.
 trait Generate {

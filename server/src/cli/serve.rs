@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use kiln_server::device::{self, Device};
 use kiln_server::duration::{self, KeepAlive};
 use kiln_server::state::{ServerConfig, DEFAULT_BODY_LIMIT};
 use kiln_server::{cors, daemon, host, AppState};
@@ -30,6 +31,10 @@ pub struct ServeArgs {
     /// Compute threads per model (default: the engine's choice).
     #[arg(long, env = "KILN_THREADS")]
     pub threads: Option<usize>,
+    /// Where generation runs: cpu, gpu (best adapter) or gpu:N (`kiln show --devices`).
+    /// On a GPU each model generates one request at a time; embeddings stay on the CPU.
+    #[arg(long, env = "KILN_DEVICE", default_value = "cpu")]
+    pub device: Device,
     /// Model directory; filled from the global `--models` / KILN_MODELS by `main`.
     #[arg(skip)]
     pub models: Option<PathBuf>,
@@ -66,7 +71,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         origins: cors::origins_from(env("OLLAMA_ORIGINS").as_deref()),
         body_limit: DEFAULT_BODY_LIMIT,
         threads: args.threads,
+        device: args.device,
     };
+    // Fails here, before listening, without the `gpu` feature or without the adapter.
+    let compute = device::describe(config.device).map_err(anyhow::Error::msg)?;
 
     tracing::info!(models = %store.root().display(), "model store");
     match store.list() {
@@ -80,13 +88,17 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "cannot list models"),
     }
+    let num_parallel = if config.device == Device::Cpu { config.num_parallel } else { 1 };
     tracing::info!(
-        cpu_features = %kiln_engine::kernels::cpu_features(),
-        num_parallel = config.num_parallel,
+        device = %config.device,
+        num_parallel,
         max_queue = config.max_queue,
         keep_alive = ?config.keep_alive,
-        "compute: CPU"
+        "compute: {compute}"
     );
+    if config.device != Device::Cpu {
+        tracing::info!("embeddings (/api/embed, /v1/embeddings) run on the CPU");
+    }
     if config.api_key.is_none() && !config.loopback {
         tracing::warn!(
             "!!! listening on {addr}, a non-loopback address, WITHOUT an API key: anyone who can reach \

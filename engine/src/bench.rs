@@ -22,7 +22,8 @@ pub struct BenchResult {
     pub peak_rss_bytes: u64,
 }
 
-fn rate(tokens: usize, secs: &[f64]) -> Rate {
+/// Mean and standard deviation of the rates `tokens / secs[i]`.
+pub(crate) fn rate(tokens: usize, secs: &[f64]) -> Rate {
     let rates: Vec<f64> = secs.iter().map(|s| tokens as f64 / s.max(1e-9)).collect();
     let n = rates.len().max(1) as f64;
     let mean = rates.iter().sum::<f64>() / n;
@@ -31,8 +32,8 @@ fn rate(tokens: usize, secs: &[f64]) -> Rate {
 }
 
 /// Deterministic pseudo-random prompt tokens (llama-bench also uses random tokens).
-fn tokens(model: &Model, n: usize) -> Vec<u32> {
-    let vocab = model.info().n_vocab as u64;
+pub(crate) fn tokens(n_vocab: usize, n: usize) -> Vec<u32> {
+    let vocab = n_vocab as u64;
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     (0..n)
         .map(|_| {
@@ -48,7 +49,7 @@ fn tokens(model: &Model, n: usize) -> Vec<u32> {
 /// one warm-up; a fresh context each time, as llama-bench does.
 pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Result<BenchResult> {
     let reps = reps.max(1);
-    let prompt = tokens(model, pp.max(1));
+    let prompt = tokens(model.info().n_vocab, pp.max(1));
     let mut logits = Vec::new();
     let mut pp_secs = Vec::new();
     for r in 0..=reps {
@@ -61,7 +62,7 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Resu
         }
     }
     let mut tg_secs = Vec::new();
-    let gen = tokens(model, tg.max(1));
+    let gen = tokens(model.info().n_vocab, tg.max(1));
     for r in 0..=reps {
         let mut cache = model.new_cache(gen.len() + 1);
         let t = Instant::now();

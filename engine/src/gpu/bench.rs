@@ -4,30 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{GpuModel, GpuSession};
-use crate::bench::{peak_rss_bytes, BenchResult, Rate};
+use crate::bench::{peak_rss_bytes, rate, tokens, BenchResult};
 use crate::error::Result;
 use crate::model::exec::Outputs;
-
-fn rate(tokens: usize, secs: &[f64]) -> Rate {
-    let rates: Vec<f64> = secs.iter().map(|s| tokens as f64 / s.max(1e-9)).collect();
-    let n = rates.len().max(1) as f64;
-    let mean = rates.iter().sum::<f64>() / n;
-    let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    Rate { tokens, tok_s_mean: mean, tok_s_sd: var.sqrt() }
-}
-
-/// Same pseudo-random tokens as the CPU bench.
-fn tokens(n_vocab: usize, n: usize) -> Vec<u32> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n_vocab as u64) as u32
-        })
-        .collect()
-}
 
 /// Prompt processing of `pp` tokens and generation of `tg` tokens, each `reps` times after one
 /// warm-up, on one session whose cache is emptied between runs. `threads` reports 0.

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use kiln_kernels::ThreadPool;
 
 use super::kv::KvCache;
+use super::ops::exp_neg as exp;
 
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
@@ -147,34 +148,3 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// e^x for x <= 0 (softmax after subtracting the max), to ~1e-7 relative: x = n·ln2 + r with
-/// |r| <= ln2/2, e^r by its degree-6 Taylor polynomial, 2^n through the exponent bits.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.max(-87.0);
-    let n = (x * LOG2E).round();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::exp;
-
-    #[test]
-    fn exp_matches_std_on_softmax_inputs() {
-        let mut worst = 0.0f32;
-        for i in 0..20000 {
-            let x = -(i as f32) * 0.0043;
-            let (a, b) = (exp(x), x.exp());
-            worst = worst.max(((a - b) / b).abs());
-        }
-        assert!(worst < 5e-7, "relative error {worst}");
-        assert_eq!(exp(0.0), 1.0);
-        assert!(exp(-1000.0) < 1e-37);
-    }
-}

@@ -62,11 +62,30 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// GELU, tanh approximation (HF's `gelu_pytorch_tanh`, ggml's `gelu`).
+/// GELU, tanh approximation (HF's `gelu_pytorch_tanh`, ggml's `gelu`), with tanh through
+/// [`exp_neg`]: tanh(y) = sign(y)·(1 − e^(−2|y|)) / (1 + e^(−2|y|)), no libm call.
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+    let y = SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x);
+    let t = exp_neg(-2.0 * y.abs());
+    let tanh = ((1.0 - t) / (1.0 + t)).copysign(y);
+    0.5 * x * (1.0 + tanh)
+}
+
+/// e^x for x <= 0 (softmax after subtracting the max, tanh), to ~1e-7 relative: x = n·ln2 + r
+/// with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial, 2^n through the exponent bits.
+/// Plain arithmetic, so loops over it vectorize.
+#[inline(always)]
+pub fn exp_neg(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 0.0);
+    let n = (x * LOG2E).round();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// `gate[i] = act(gate[i]) * up[i]`.
@@ -140,6 +159,28 @@ mod tests {
         softmax(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(x[3], 0.0);
+    }
+
+    #[test]
+    fn exp_neg_matches_std_on_softmax_inputs() {
+        let mut worst = 0.0f32;
+        for i in 0..20000 {
+            let x = -(i as f32) * 0.0043;
+            let (a, b) = (exp_neg(x), x.exp());
+            worst = worst.max(((a - b) / b).abs());
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert_eq!(exp_neg(0.0), 1.0);
+        assert!(exp_neg(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn gelu_matches_the_libm_formula() {
+        for i in -4000..4000 {
+            let x = i as f32 * 0.005;
+            let want = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
+            assert!((gelu_tanh(x) - want).abs() <= 1e-6 * (1.0 + want.abs()), "{x}: {} vs {want}", gelu_tanh(x));
+        }
     }
 
     #[test]

@@ -126,20 +126,55 @@ macro_rules! pair_loop {
 macro_rules! pair_tile {
     ($x:expr, $ys:expr, $out:expr, |$a:ident| $prep:expr, |$w:ident, $b:ident| $body:expr) => {{
         let (x, ys, out) = ($x, $ys, $out);
-        let nt = ys.len().min(8).min(out.len());
-        let mut acc0 = [_mm256_setzero_ps(); 8];
-        let mut acc1 = [_mm256_setzero_ps(); 8];
-        for (i, $a) in x.iter().enumerate() {
-            let $w = $prep;
-            let acc = if i % 2 == 0 { &mut acc0 } else { &mut acc1 };
-            for k in 0..nt {
-                let $b = ys[k].get_unchecked(i);
-                let (p, d) = $body;
-                acc[k] = _mm256_fmadd_ps(p, d, acc[k]);
-            }
+        // A constant token count lets the compiler unroll the token loops and keep every
+        // accumulator in a register; each token count gets its own copy.
+        macro_rules! run {
+            ($nt:literal) => {{
+                let mut acc0 = [_mm256_setzero_ps(); $nt];
+                let mut acc1 = [_mm256_setzero_ps(); $nt];
+                let n = x.len();
+                let mut i = 0;
+                while i + 1 < n {
+                    let $a = x.get_unchecked(i);
+                    let $w = $prep;
+                    for k in 0..$nt {
+                        let $b = ys[k].get_unchecked(i);
+                        let (p, d) = $body;
+                        acc0[k] = _mm256_fmadd_ps(p, d, acc0[k]);
+                    }
+                    let $a = x.get_unchecked(i + 1);
+                    let $w = $prep;
+                    for k in 0..$nt {
+                        let $b = ys[k].get_unchecked(i + 1);
+                        let (p, d) = $body;
+                        acc1[k] = _mm256_fmadd_ps(p, d, acc1[k]);
+                    }
+                    i += 2;
+                }
+                if i < n {
+                    let $a = x.get_unchecked(i);
+                    let $w = $prep;
+                    for k in 0..$nt {
+                        let $b = ys[k].get_unchecked(i);
+                        let (p, d) = $body;
+                        acc0[k] = _mm256_fmadd_ps(p, d, acc0[k]);
+                    }
+                }
+                for k in 0..$nt {
+                    out[k] = hsum256(_mm256_add_ps(acc0[k], acc1[k]));
+                }
+            }};
         }
-        for k in 0..nt {
-            out[k] = hsum256(_mm256_add_ps(acc0[k], acc1[k]));
+        match ys.len().min(out.len()) {
+            8.. => run!(8),
+            7 => run!(7),
+            6 => run!(6),
+            5 => run!(5),
+            4 => run!(4),
+            3 => run!(3),
+            2 => run!(2),
+            1 => run!(1),
+            _ => {}
         }
     }};
 }
@@ -264,24 +299,39 @@ macro_rules! legacy_kernels {
         pub unsafe fn tile_q4_1_q8_1(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             let Some(x) = cast_or_none::<BlockQ4_1>(x) else { return out.fill(f32::NAN) };
             let Some(rows) = cast_rows::<BlockQ8_1>(ys, x.len()) else { return out.fill(f32::NAN) };
-            let nt = ys.len().min(8).min(out.len());
-            let mut acc = [_mm256_setzero_ps(); 8];
-            let mut accm = [_mm_setzero_ps(); 8];
-            for (i, a) in x.iter().enumerate() {
-                let qa = nibbles_j_j16(a.qs.as_ptr());
-                let wdm = _mm_cvtph_ps(_mm_loadu_si32(a as *const BlockQ4_1 as *const u8));
-                for k in 0..nt {
-                    let b = rows[k].get_unchecked(i);
-                    let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                    let p = _mm256_cvtepi32_ps($dot(qa, qb));
-                    let yds = _mm_cvtph_ps(_mm_loadu_si32(b as *const BlockQ8_1 as *const u8));
-                    let prod = _mm_mul_ps(wdm, yds);
-                    acc[k] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(prod), acc[k]);
-                    accm[k] = _mm_add_ps(accm[k], prod);
-                }
+            // Constant token counts so the accumulators stay in registers (see pair_tile).
+            macro_rules! run {
+                ($nt:literal) => {{
+                    let mut acc = [_mm256_setzero_ps(); $nt];
+                    let mut accm = [_mm_setzero_ps(); $nt];
+                    for (i, a) in x.iter().enumerate() {
+                        let qa = nibbles_j_j16(a.qs.as_ptr());
+                        let wdm = _mm_cvtph_ps(_mm_loadu_si32(a as *const BlockQ4_1 as *const u8));
+                        for k in 0..$nt {
+                            let b = rows[k].get_unchecked(i);
+                            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                            let p = _mm256_cvtepi32_ps($dot(qa, qb));
+                            let yds = _mm_cvtph_ps(_mm_loadu_si32(b as *const BlockQ8_1 as *const u8));
+                            let prod = _mm_mul_ps(wdm, yds);
+                            acc[k] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(prod), acc[k]);
+                            accm[k] = _mm_add_ps(accm[k], prod);
+                        }
+                    }
+                    for k in 0..$nt {
+                        out[k] = hsum256(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(accm[k]));
+                    }
+                }};
             }
-            for k in 0..nt {
-                out[k] = hsum256(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(accm[k]));
+            match ys.len().min(out.len()) {
+                8.. => run!(8),
+                7 => run!(7),
+                6 => run!(6),
+                5 => run!(5),
+                4 => run!(4),
+                3 => run!(3),
+                2 => run!(2),
+                1 => run!(1),
+                _ => {}
             }
         }
     };

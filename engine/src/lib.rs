@@ -21,6 +21,7 @@ pub mod generate;
 #[cfg(feature = "gpu")] pub mod gpu;
 pub mod gguf;
 pub mod model;
+pub mod queue;
 pub mod sampling;
 pub mod scheduler;
 pub mod store;

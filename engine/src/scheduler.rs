@@ -6,9 +6,7 @@
 //! own KV cache and sampler, and the kernels compute each row independently of the others, so
 //! a seeded request gives the same text alone or among others.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{EngineError, Result};
@@ -16,6 +14,7 @@ use crate::generate::{GenerateOutput, GenerateRequest, Sequence, Step, TokenEven
 use crate::model::exec::{OutputKind, Outputs, SeqInput};
 use crate::model::kv::KvCache;
 use crate::model::{Model, MAX_BATCH};
+use crate::queue::RequestQueue;
 
 /// What a request's sink receives, in order: tokens, then one `Done` or one `Error`.
 #[derive(Debug)]
@@ -42,37 +41,23 @@ impl Default for SchedulerOptions {
     }
 }
 
-struct Shared {
-    queue: Mutex<VecDeque<(GenerateRequest, Sink)>>,
-    wake: Condvar,
-    running: AtomicUsize,
-    shutdown: AtomicBool,
-}
-
 pub struct Scheduler {
-    shared: Arc<Shared>,
-    opts: SchedulerOptions,
+    queue: Arc<RequestQueue>,
     worker: Option<JoinHandle<()>>,
     model: Arc<Model>,
 }
 
 impl Scheduler {
     pub fn new(model: Arc<Model>, opts: SchedulerOptions) -> Scheduler {
-        let opts = SchedulerOptions { num_parallel: opts.num_parallel.max(1), ..opts };
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
-            wake: Condvar::new(),
-            running: AtomicUsize::new(0),
-            shutdown: AtomicBool::new(false),
-        });
+        let queue = Arc::new(RequestQueue::new(opts.num_parallel, opts.max_queue));
         let worker = {
-            let (shared, model, n) = (shared.clone(), model.clone(), opts.num_parallel);
+            let (queue, model) = (queue.clone(), model.clone());
             std::thread::Builder::new()
                 .name("kiln-scheduler".into())
-                .spawn(move || Worker { model, shared, num_parallel: n, active: Vec::new(), idle: Vec::new() }.run())
+                .spawn(move || Worker { model, queue, active: Vec::new(), idle: Vec::new() }.run())
                 .ok()
         };
-        Scheduler { shared, opts, worker, model }
+        Scheduler { queue, worker, model }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -81,42 +66,30 @@ impl Scheduler {
 
     /// Queues a request. Fails at once when `num_parallel` run and `max_queue` wait.
     pub fn submit(&self, req: GenerateRequest, sink: Sink) -> Result<()> {
-        if self.shared.shutdown.load(Ordering::SeqCst) || self.worker.is_none() {
+        if self.worker.is_none() {
             return Err(EngineError::Shutdown);
         }
-        let mut q = lock(&self.shared.queue);
-        let running = self.shared.running.load(Ordering::SeqCst);
-        if q.len() >= self.opts.max_queue + self.opts.num_parallel.saturating_sub(running) {
-            return Err(EngineError::QueueFull);
-        }
-        q.push_back((req, sink));
-        self.shared.wake.notify_one();
-        Ok(())
+        self.queue.submit(req, sink)
     }
 
     /// Sequences generating now.
     pub fn running(&self) -> usize {
-        self.shared.running.load(Ordering::SeqCst)
+        self.queue.running()
     }
 
     /// Requests waiting for a slot.
     pub fn queued(&self) -> usize {
-        lock(&self.shared.queue).len()
+        self.queue.queued()
     }
 }
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_all();
+        self.queue.shut_down();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Active {
@@ -126,8 +99,7 @@ struct Active {
 
 struct Worker {
     model: Arc<Model>,
-    shared: Arc<Shared>,
-    num_parallel: usize,
+    queue: Arc<RequestQueue>,
     active: Vec<Active>,
     /// Caches of finished sequences with the tokens they hold, for prefix reuse.
     idle: Vec<(KvCache, Vec<u32>)>,
@@ -136,50 +108,36 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let mut logits = Vec::new();
-        loop {
-            if !self.admit() {
-                break;
-            }
+        while self.admit() {
             if self.active.is_empty() {
                 continue;
             }
             self.step(&mut logits);
-            self.shared.running.store(self.active.len(), Ordering::SeqCst);
+            self.queue.set_running(self.active.len());
         }
         for mut a in self.active.drain(..) {
             (a.sink)(Event::Error(EngineError::Shutdown));
         }
-        for (_, mut sink) in lock(&self.shared.queue).drain(..) {
-            sink(Event::Error(EngineError::Shutdown));
-        }
+        self.queue.fail_waiting();
     }
 
     /// Moves waiting requests into free slots; blocks while there is nothing to do.
     /// Returns false on shutdown.
     fn admit(&mut self) -> bool {
-        let shared = self.shared.clone();
-        let mut q = lock(&shared.queue);
-        loop {
-            if self.shared.shutdown.load(Ordering::SeqCst) {
-                return false;
-            }
-            if !(self.active.is_empty() && q.is_empty()) {
-                break;
-            }
-            q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
-        }
-        while self.active.len() < self.num_parallel {
-            let Some((req, mut sink)) = q.pop_front() else { break };
+        let queue = self.queue.clone();
+        queue.take(self.active.len(), |req, mut sink| {
             let (cache, cached) = self.take_cache(&req);
             match Sequence::new(&self.model, cache, &cached, &req) {
-                Ok(seq) => self.active.push(Active { seq, sink }),
+                Ok(seq) => {
+                    self.active.push(Active { seq, sink });
+                    true
+                }
                 Err(e) => {
                     sink(Event::Error(e));
+                    false
                 }
             }
-        }
-        self.shared.running.store(self.active.len(), Ordering::SeqCst);
-        true
+        })
     }
 
     /// The idle cache sharing the longest prefix with the request, or a fresh one.
@@ -200,7 +158,7 @@ impl Worker {
 
     fn retire(&mut self, seq: Sequence) {
         self.idle.push(seq.into_cache());
-        if self.idle.len() > self.num_parallel {
+        if self.idle.len() > self.queue.slots() {
             self.idle.remove(0);
         }
     }

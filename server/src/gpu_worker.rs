@@ -7,24 +7,15 @@
 //! previous conversation reuses its cached prefix; a request asking for another context length
 //! gets a new session of that size.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use kiln_engine::gpu::{AdapterInfo, GpuModel, GpuSession};
+use kiln_engine::queue::RequestQueue;
 use kiln_engine::{EngineError, Event, GenerateRequest, Model, Sink};
 
-struct Shared {
-    queue: Mutex<VecDeque<(GenerateRequest, Sink)>>,
-    wake: Condvar,
-    running: AtomicUsize,
-    shutdown: AtomicBool,
-}
-
 pub struct GpuWorker {
-    shared: Arc<Shared>,
-    max_queue: usize,
+    queue: Arc<RequestQueue>,
     adapter: AdapterInfo,
     worker: Option<JoinHandle<()>>,
 }
@@ -34,20 +25,15 @@ impl GpuWorker {
     pub fn new(model: Arc<Model>, adapter: Option<usize>, max_queue: usize) -> Result<GpuWorker, EngineError> {
         let gpu = Arc::new(GpuModel::load(&model, adapter)?);
         let adapter = gpu.adapter().clone();
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
-            wake: Condvar::new(),
-            running: AtomicUsize::new(0),
-            shutdown: AtomicBool::new(false),
-        });
+        let queue = Arc::new(RequestQueue::new(1, max_queue));
         let worker = {
-            let shared = shared.clone();
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name("kiln-gpu".into())
-                .spawn(move || run(gpu, shared))
+                .spawn(move || run(gpu, queue))
                 .map_err(|e| EngineError::Gpu(format!("cannot start the GPU worker thread: {e}")))?
         };
-        Ok(GpuWorker { shared, max_queue, adapter, worker: Some(worker) })
+        Ok(GpuWorker { queue, adapter, worker: Some(worker) })
     }
 
     pub fn adapter(&self) -> &AdapterInfo {
@@ -56,71 +42,44 @@ impl GpuWorker {
 
     /// Queues a request. Fails at once when one runs and `max_queue` wait.
     pub fn submit(&self, req: GenerateRequest, sink: Sink) -> Result<(), EngineError> {
-        if self.shared.shutdown.load(Ordering::SeqCst) {
-            return Err(EngineError::Shutdown);
-        }
-        let mut q = lock(&self.shared.queue);
-        let free = 1usize.saturating_sub(self.shared.running.load(Ordering::SeqCst));
-        if q.len() >= self.max_queue + free {
-            return Err(EngineError::QueueFull);
-        }
-        q.push_back((req, sink));
-        self.shared.wake.notify_one();
-        Ok(())
+        self.queue.submit(req, sink)
     }
 
     pub fn running(&self) -> usize {
-        self.shared.running.load(Ordering::SeqCst)
+        self.queue.running()
     }
 
     pub fn queued(&self) -> usize {
-        lock(&self.shared.queue).len()
+        self.queue.queued()
     }
 }
 
 impl Drop for GpuWorker {
     fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_all();
+        self.queue.shut_down();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The next request, or None on shutdown. Marks it running before the queue lock is released,
-/// so `submit` never sees a free slot that is not.
-fn next(shared: &Shared) -> Option<(GenerateRequest, Sink)> {
-    let mut q = lock(&shared.queue);
-    loop {
-        if shared.shutdown.load(Ordering::SeqCst) {
-            return None;
-        }
-        if let Some(item) = q.pop_front() {
-            shared.running.store(1, Ordering::SeqCst);
-            return Some(item);
-        }
-        q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
-    }
-}
-
-fn run(gpu: Arc<GpuModel>, shared: Arc<Shared>) {
+fn run(gpu: Arc<GpuModel>, queue: Arc<RequestQueue>) {
     let mut session: Option<GpuSession> = None;
-    while let Some((req, mut sink)) = next(&shared) {
-        serve(&gpu, &shared, &mut session, &req, &mut sink);
-        shared.running.store(0, Ordering::SeqCst);
+    let mut job = None;
+    while queue.take(0, |req, sink| {
+        job = Some((req, sink));
+        true
+    }) {
+        if let Some((req, mut sink)) = job.take() {
+            serve(&gpu, &queue, &mut session, &req, &mut sink);
+        }
+        queue.set_running(0);
     }
-    for (_, mut sink) in lock(&shared.queue).drain(..) {
-        sink(Event::Error(EngineError::Shutdown));
-    }
+    queue.fail_waiting();
 }
 
 /// Runs one request to its end on the (possibly re-created) session.
-fn serve(gpu: &Arc<GpuModel>, shared: &Shared, session: &mut Option<GpuSession>, req: &GenerateRequest, sink: &mut Sink) {
+fn serve(gpu: &Arc<GpuModel>, queue: &RequestQueue, session: &mut Option<GpuSession>, req: &GenerateRequest, sink: &mut Sink) {
     let n_ctx = gpu.model().context_len(req.num_ctx);
     if session.as_ref().is_none_or(|s| s.capacity() != n_ctx) {
         *session = None; // free the old KV cache before allocating the new one
@@ -135,7 +94,7 @@ fn serve(gpu: &Arc<GpuModel>, shared: &Shared, session: &mut Option<GpuSession>,
     let Some(s) = session.as_mut() else { return };
     let (mut gone, mut stopped) = (false, false);
     let result = s.generate(req, &mut |ev| {
-        if shared.shutdown.load(Ordering::SeqCst) {
+        if queue.is_shut_down() {
             stopped = true;
             return false;
         }

@@ -37,6 +37,7 @@ thread_local! {
 /// `out[i][h] = softmax(q[i][h] · K[..=p]ᵀ · scale) · V[..=p]` where token i sits at `start + i`.
 /// q: [n_tok][n_head·head_dim]; out: [n_tok][n_head·head_dim_v]. The cache must already hold
 /// the keys and values of positions up to `start + n_tok − 1` for this layer.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize, n_tok: usize, q: &[f32], out: &mut [f32], sh: &AttnShape) {
     let (hd, hdv) = (sh.head_dim, sh.head_dim_v);
     let items = n_tok * sh.n_head;
@@ -44,6 +45,8 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
     assert!(out.len() >= n_tok * sh.n_head * hdv && q.len() >= n_tok * sh.n_head * hd);
     let avx2 = has_avx2();
     pool.run(|t, nt| {
+        // Capture the whole wrapper (Sync), not its raw-pointer field.
+        #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         SCORES.with(|buf| {
             let mut scores = buf.borrow_mut();

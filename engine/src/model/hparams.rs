@@ -68,7 +68,7 @@ impl Hparams {
             None => 10000.0,
         };
         let mut rope_scale = 1.0;
-        if let Some(_) = f.get(&key("rope.scaling.type")) {
+        if f.get(&key("rope.scaling.type")).is_some() {
             let ty = f.get_str(&key("rope.scaling.type"))?;
             if ty == "linear" {
                 let factor = f.get_f32(&key("rope.scaling.factor"))?;

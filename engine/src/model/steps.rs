@@ -59,6 +59,7 @@ pub fn rope_store_attend(ex: &mut Exec, seqs: &mut [SeqInput], layer: usize, rop
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Output head: the rows that produce output are normed with `norm` and, for logits,
 /// projected by `output`; one row per output is appended to `out`. Then the caches advance.
 pub fn finish(data: &[u8], ex: &mut Exec, seqs: &mut [SeqInput], norm: &[f32], eps: f32, output: &Linear, kind: OutputKind, out: &mut Vec<f32>) {

@@ -196,15 +196,23 @@ macro_rules! legacy_kernels {
         use super::*;
         use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
 
+        /// One Q8_0 activation block against 32 signed weight bytes `qa` with scale `dw`:
+        /// (the eight partial sums as f32, dw·dy). Shared by the dot, tile and mat-vec paths of
+        /// Q8_0, Q4_0 and Q5_0, which is what keeps their results bit-identical.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn signed_term(qa: __m256i, dw: __m256, b: &BlockQ8_0) -> (__m256, __m256) {
+            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+            let (ua, sb) = abs_sign(qa, qb);
+            (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(dw, fp16x8(b.d)))
+        }
+
         /// Callers must have checked the features (see `simd::detect`).
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q8_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ8_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
             hsum256(pair_loop!(x, y, |a, b| {
-                let qa = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
-                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let (ua, sb) = abs_sign(qa, qb);
-                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d)))
+                signed_term(_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16x8(a.d), b)
             }))
         }
 
@@ -213,10 +221,7 @@ macro_rules! legacy_kernels {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
             let off = _mm256_set1_epi8(8);
             hsum256(pair_loop!(x, y, |a, b| {
-                let qa = _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off);
-                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let (ua, sb) = abs_sign(qa, qb);
-                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d)))
+                signed_term(_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16x8(a.d), b)
             }))
         }
 
@@ -227,10 +232,7 @@ macro_rules! legacy_kernels {
             let bit = _mm256_set1_epi8(0x10);
             hsum256(pair_loop!(x, y, |a, b| {
                 let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
-                let qa = _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off);
-                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let (ua, sb) = abs_sign(qa, qb);
-                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(fp16x8(a.d), fp16x8(b.d)))
+                signed_term(_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16x8(a.d), b)
             }))
         }
 
@@ -260,11 +262,7 @@ macro_rules! legacy_kernels {
         pub unsafe fn tile_q8_0_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             let Some(x) = cast_or_none::<BlockQ8_0>(x) else { return out.fill(f32::NAN) };
             let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
-            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16x8(a.d)), |w, b| {
-                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let (ua, sb) = abs_sign(w.0, qb);
-                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(w.1, fp16x8(b.d)))
-            })
+            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16x8(a.d)), |w, b| signed_term(w.0, w.1, b))
         }
 
         #[target_feature(enable = $features)]
@@ -272,11 +270,7 @@ macro_rules! legacy_kernels {
             let Some(x) = cast_or_none::<BlockQ4_0>(x) else { return out.fill(f32::NAN) };
             let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
             let off = _mm256_set1_epi8(8);
-            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16x8(a.d)), |w, b| {
-                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let (ua, sb) = abs_sign(w.0, qb);
-                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(w.1, fp16x8(b.d)))
-            })
+            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16x8(a.d)), |w, b| signed_term(w.0, w.1, b))
         }
 
         #[target_feature(enable = $features)]
@@ -288,11 +282,7 @@ macro_rules! legacy_kernels {
             pair_tile!(x, &rows[..ys.len().min(8)], out, |a| {
                 let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
                 (_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16x8(a.d))
-            }, |w, b| {
-                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let (ua, sb) = abs_sign(w.0, qb);
-                (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(w.1, fp16x8(b.d)))
-            })
+            }, |w, b| signed_term(w.0, w.1, b))
         }
 
         #[target_feature(enable = $features)]

@@ -120,6 +120,24 @@ macro_rules! pair_loop {
     }};
 }
 
+/// Calls the local macro `$run!(N)` with N = min(n, 8) as a literal, so each token count of a
+/// tile gets a copy with constant loop bounds (accumulators in registers).
+macro_rules! for_token_count {
+    ($n:expr, $run:ident) => {
+        match $n {
+            8.. => $run!(8),
+            7 => $run!(7),
+            6 => $run!(6),
+            5 => $run!(5),
+            4 => $run!(4),
+            3 => $run!(3),
+            2 => $run!(2),
+            1 => $run!(1),
+            _ => {}
+        }
+    };
+}
+
 /// The multi-token form of `pair_loop`: the weight block is prepared once (`$prep`), then
 /// each token's (products, scale) go into that token's own even/odd accumulators, exactly as
 /// `pair_loop` would for it alone, so a token's result does not depend on its tile mates.
@@ -165,17 +183,7 @@ macro_rules! pair_tile {
                 }
             }};
         }
-        match ys.len().min(out.len()) {
-            8.. => run!(8),
-            7 => run!(7),
-            6 => run!(6),
-            5 => run!(5),
-            4 => run!(4),
-            3 => run!(3),
-            2 => run!(2),
-            1 => run!(1),
-            _ => {}
-        }
+        for_token_count!(ys.len().min(out.len()), run)
     }};
 }
 
@@ -312,17 +320,7 @@ macro_rules! legacy_kernels {
                     }
                 }};
             }
-            match ys.len().min(out.len()) {
-                8.. => run!(8),
-                7 => run!(7),
-                6 => run!(6),
-                5 => run!(5),
-                4 => run!(4),
-                3 => run!(3),
-                2 => run!(2),
-                1 => run!(1),
-                _ => {}
-            }
+            for_token_count!(ys.len().min(out.len()), run)
         }
     };
 }

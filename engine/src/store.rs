@@ -61,6 +61,14 @@ pub enum ModelSource {
     File,
 }
 
+/// Where `find_name` found a model.
+enum Found {
+    /// A `.gguf` in the models directory, and its listed name.
+    File(PathBuf, String),
+    /// An Ollama manifest: store root, its name on disk, manifest path.
+    Ollama(PathBuf, ModelName, PathBuf),
+}
+
 #[derive(Clone, Debug)]
 pub struct ModelEntry {
     /// Display name, `name:tag` ("gemma-3-270m-q4_k_m:latest").
@@ -167,28 +175,56 @@ impl ModelStore {
     /// file. Command-line use; anything taking names from the network should call
     /// `resolve_name`, which never touches paths outside the store.
     pub fn resolve(&self, name_or_path: &str) -> Result<ModelEntry, StoreError> {
-        let path = Path::new(name_or_path);
-        if is_gguf(path) && fs::metadata(path).is_ok_and(|m| m.is_file()) {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            return self.file_entry(path, format!("{stem}:latest"), ModelSource::File);
+        match self.find_path(name_or_path) {
+            Some((path, name)) => self.file_entry(&path, name, ModelSource::File),
+            None => self.resolve_name(name_or_path),
         }
-        self.resolve_name(name_or_path)
     }
 
     /// A store name only.
     pub fn resolve_name(&self, name: &str) -> Result<ModelEntry, StoreError> {
+        match self.find_name(name)? {
+            Found::File(path, name) => self.file_entry(&path, name, ModelSource::Directory),
+            Found::Ollama(root, on_disk, manifest) => self.ollama_entry(&root, on_disk, manifest),
+        }
+    }
+
+    /// The GGUF file `resolve` would pick, without reading it (no digest, no header): what
+    /// `kiln run` and `kiln bench` need before loading the model themselves.
+    pub fn locate(&self, name_or_path: &str) -> Result<PathBuf, StoreError> {
+        if let Some((path, _)) = self.find_path(name_or_path) {
+            return Ok(path);
+        }
+        match self.find_name(name_or_path)? {
+            Found::File(path, _) => Ok(path),
+            Found::Ollama(root, on_disk, manifest) => Ok(ollama::load(&root, on_disk, manifest)?.model_blob),
+        }
+    }
+
+    /// A path to an existing `.gguf` file, with the name it is listed under.
+    fn find_path(&self, name_or_path: &str) -> Option<(PathBuf, String)> {
+        let path = Path::new(name_or_path);
+        if is_gguf(path) && fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            return Some((path.to_path_buf(), format!("{stem}:latest")));
+        }
+        None
+    }
+
+    /// Where a store name lives: the models directory first, then the Ollama store.
+    fn find_name(&self, name: &str) -> Result<Found, StoreError> {
         let parsed = ModelName::parse(name)
             .map_err(|reason| StoreError::InvalidName { name: name.chars().take(200).collect(), reason })?;
         if parsed.is_default_namespace() && parsed.tag.eq_ignore_ascii_case(name::DEFAULT_TAG) {
             let found = self.dir_models()?.into_iter().find(|(stem, _)| stem.eq_ignore_ascii_case(&parsed.model));
             if let Some((stem, path)) = found {
-                return self.file_entry(&path, format!("{stem}:latest"), ModelSource::Directory);
+                return Ok(Found::File(path, format!("{stem}:latest")));
             }
         }
         if let Some(root) = &self.ollama_dir {
             let found = ollama::manifest_names(root).into_iter().find(|(n, _)| n.matches(&parsed));
             if let Some((on_disk, manifest)) = found {
-                return self.ollama_entry(root, on_disk, manifest);
+                return Ok(Found::Ollama(root.clone(), on_disk, manifest));
             }
         }
         Err(StoreError::NotFound { name: parsed.display_shortest() })

@@ -116,8 +116,9 @@ impl RunArgs {
 }
 
 pub fn run(args: RunArgs, models: Option<std::path::PathBuf>) -> Result<()> {
-    let entry = super::store(models).resolve(&args.model)?;
-    let model_path = entry.path.as_path();
+    // Only the path: hashing the file for a digest is work `list` and the server need, not this.
+    let path = super::store(models).locate(&args.model)?;
+    let model_path = path.as_path();
     let model = Model::load(model_path, &LoadOptions { threads: args.threads })
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -23,20 +23,16 @@ struct Bounds {
 /// The README's bounds.
 const README: Bounds = Bounds { max: MAX_BOUND, flips: 0, flip_margin: 0.0 };
 
-/// smollm2 meets the README's mean (0.16) and max (0.82) bounds. Its top-1 agrees wherever
-/// llama.cpp's margin is >= 0.5 except, depending on the f32 summation order inside the kernels,
-/// at one position (case 1 greedy step 10, margin 0.67): a change of accumulation order in the
-/// Q4_1 kernel moved it across. One such flip below margin 1.0 is tolerated and reported; the
-/// strict check is `smollm2_logits_meet_readme_bounds`, ignored with that reason.
-const SMOLLM2_MEASURED: Bounds = Bounds { max: MAX_BOUND, flips: 1, flip_margin: 1.0 };
-
-/// gemma3 meets the README's mean bound (0.24) but not its largest-difference bound at a handful
-/// of early positions (1.8–2.4, e.g. at "Q:" in case 3, where all ten recorded logits sit ~12%
-/// higher: the final RMS-norm scale differs), and at one of ~330 positions with margin >= 0.5
-/// (case 4 greedy step 12, margin 0.69) its top-1 differs. Neither an exact evaluation (weights
-/// dequantized, f64 dot products, no activation quantization: max 3.14) nor emulating llama.cpp's
-/// f16 KV cache and f16 attention arithmetic (2.2–2.7) does better: the model is that sensitive
-/// there. These are the bounds kiln meets, stated openly; the strict check is
+/// gemma3 meets the README's mean bound (0.23) and top-1 agreement, but not its largest-difference
+/// bound at a handful of positions (max 1.83, at case 4 prompt position 1). That bound sits inside
+/// llama.cpp's own noise: the reference's greedy rows were recorded one token at a time, and
+/// llama.cpp 0.3.36 itself, fed the same tokens as one batch, differs from them by mean 0.18 and
+/// max 1.07 on this model (scripts/llamacpp-self-consistency.py). Tracing layer by layer shows
+/// why: with llama.cpp's f16 K/V/Q/softmax rounding and f16 GELU table emulated, kiln matches its
+/// hidden states to 1e-7 through 8 layers, until one softmax weight lands on the other side of an
+/// f16 rounding tie (a 1-ulp difference in q·k from summation order); that flip grows to 2% of
+/// the residual by the last layer. An exact f64 evaluation is further away still (max 3.14).
+/// These are the bounds kiln meets, stated openly; the strict check is
 /// `gemma3_logits_meet_readme_bounds`, ignored with that reason.
 const GEMMA3_MEASURED: Bounds = Bounds { max: 2.5, flips: 1, flip_margin: 1.0 };
 
@@ -156,13 +152,8 @@ fn check_embeddings(name: &str) {
     }
 }
 
+/// smollm2 meets the README's bounds: mean 0.16, max 1.10, no top-1 disagreement.
 #[test]
-fn smollm2_logits_match_llamacpp() {
-    check_logits("smollm2", &SMOLLM2_MEASURED);
-}
-
-#[test]
-#[ignore = "smollm2's top-1 differs from llama.cpp at one position with margin 0.67; see SMOLLM2_MEASURED"]
 fn smollm2_logits_meet_readme_bounds() {
     check_logits("smollm2", &README);
 }
@@ -173,7 +164,7 @@ fn gemma3_logits_match_llamacpp() {
 }
 
 #[test]
-#[ignore = "gemma3 misses the README's max-|Δ| bound (1.8–2.4) and one top-1 (margin 0.69); see GEMMA3_MEASURED"]
+#[ignore = "gemma3's largest logit difference is 1.83 (bound 1.5), inside llama.cpp's own batch-vs-step noise (1.07); see GEMMA3_MEASURED"]
 fn gemma3_logits_meet_readme_bounds() {
     check_logits("gemma3", &README);
 }

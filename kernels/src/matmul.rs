@@ -280,6 +280,28 @@ pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize)
     });
 }
 
+/// How far ahead of the row being multiplied a mat-vec asks for weight bytes. The hardware
+/// prefetcher alone left decode waiting on memory: gemma-3-270m tg 48.5 → 62–70 tokens/s,
+/// synthetic 1.1B 23.2 → 28.4, SmolLM2 104 → 164 with it (`kiln bench -p 16 -n 64 -t 2`,
+/// 512 B to 8 KiB tried; 1–1.5 KiB best on all three).
+const PREFETCH_BYTES: usize = 1536;
+
+/// Asks for the cache lines of `data[from..to]` (clipped to `data`); no effect on results.
+#[inline(always)]
+fn prefetch(data: &[u8], from: usize, to: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut off = from & !63;
+        while off < to.min(data.len()) {
+            // SAFETY: prefetching never faults, and the address lies inside `data` anyway.
+            unsafe { std::arch::x86_64::_mm_prefetch(data.as_ptr().add(off) as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, from, to);
+}
+
 /// Rows r0..r1 of one job, for every token.
 fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize) {
     let (rows, rb) = (p.w.rows, p.rb);
@@ -287,6 +309,7 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
         let (act, aux) = (qx.row(0), qx.aux_row(0));
         for r in r0..r1 {
             let wr = &p.w.data[r * rb..(r + 1) * rb];
+            prefetch(&p.w.data[..r1 * rb], r * rb + PREFETCH_BYTES, (r + 1) * rb + PREFETCH_BYTES);
             let v = match p.tile {
                 Some(f) => {
                     let mut o = [0f32; 1];

@@ -31,17 +31,22 @@ pub struct TokenizerConfig {
 
 impl TokenizerConfig {
     pub fn from_gguf(f: &GgufFile) -> Result<TokenizerConfig, TokenizerError> {
+        let tokens = f.get_str_array("tokenizer.ggml.tokens").map_err(|e| TokenizerError::Metadata(e.to_string()))?;
+        Ok(TokenizerConfig { tokens: tokens.into_iter().map(str::to_string).collect(), ..Self::from_gguf_without_tokens(f)? })
+    }
+
+    /// Everything but `tokens` (left empty; the tokenizer reads them from the file itself).
+    pub(super) fn from_gguf_without_tokens(f: &GgufFile) -> Result<TokenizerConfig, TokenizerError> {
         let err = |e: GgufError| TokenizerError::Metadata(e.to_string());
         // Present keys must have the right type; absent ones fall back to defaults.
         let opt = |key: &str| f.get(key).is_some();
-        let tokens = f.get_str_array("tokenizer.ggml.tokens").map_err(err)?;
         Ok(TokenizerConfig {
             model: f.get_str("tokenizer.ggml.model").map_err(err)?.to_string(),
             pre: opt("tokenizer.ggml.pre")
                 .then(|| f.get_str("tokenizer.ggml.pre").map(str::to_string))
                 .transpose()
                 .map_err(err)?,
-            tokens: tokens.into_iter().map(str::to_string).collect(),
+            tokens: Vec::new(),
             scores: opt("tokenizer.ggml.scores")
                 .then(|| f.get_f32_array("tokenizer.ggml.scores"))
                 .transpose()

@@ -8,7 +8,7 @@ use super::{Kind, Tokenizer, TokenizerError};
 /// with `▁` -> space (SPM) or GPT-2 byte decoding (BPE), BYTE its byte.
 pub(super) fn push_piece(tok: &Tokenizer, id: u32, out: &mut Vec<u8>) -> Result<(), TokenizerError> {
     let a = tok.vocab.attr(id);
-    let text = tok.vocab.texts[id as usize].as_str();
+    let text = tok.vocab.text(id);
     if a & (attr::CONTROL | attr::UNKNOWN) != 0 {
         return Ok(());
     }

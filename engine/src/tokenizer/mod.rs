@@ -84,12 +84,20 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Reads `tokenizer.ggml.*` from a GGUF file.
     pub fn from_gguf(f: &crate::gguf::GgufFile) -> Result<Tokenizer, TokenizerError> {
-        Tokenizer::from_config(TokenizerConfig::from_gguf(f)?)
+        // The token texts go straight from the file into the vocabulary, never one String each.
+        let tokens = f.get_str_array("tokenizer.ggml.tokens").map_err(|e| TokenizerError::Metadata(e.to_string()))?;
+        Tokenizer::build(TokenizerConfig::from_gguf_without_tokens(f)?, &tokens)
     }
 
     /// Builds a tokenizer, applying llama.cpp's defaults for whatever the
     /// config leaves unset (`llama_vocab::impl::load`).
-    pub fn from_config(cfg: TokenizerConfig) -> Result<Tokenizer, TokenizerError> {
+    pub fn from_config(mut cfg: TokenizerConfig) -> Result<Tokenizer, TokenizerError> {
+        let tokens = std::mem::take(&mut cfg.tokens);
+        Tokenizer::build(cfg, &tokens)
+    }
+
+    /// `from_config` with the token texts passed apart (`cfg.tokens` is ignored).
+    fn build<S: AsRef<str>>(cfg: TokenizerConfig, tokens: &[S]) -> Result<Tokenizer, TokenizerError> {
         let kind = match cfg.model.as_str() {
             "llama" => Kind::Spm,
             "gpt2" => {
@@ -98,7 +106,7 @@ impl Tokenizer {
             }
             other => return Err(TokenizerError::UnsupportedModel(other.into())),
         };
-        let mut vocab = Vocab::new(cfg.tokens, cfg.scores, cfg.token_types)?;
+        let mut vocab = Vocab::new(tokens, cfg.scores, cfg.token_types)?;
         let n = vocab.len();
         let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
         // Defaults per model type; ids from the file win when in range.
@@ -224,7 +232,7 @@ impl Tokenizer {
 
     /// The vocabulary string as stored in the file.
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.vocab.texts.get(id as usize).map(String::as_str)
+        (id < self.vocab.len() as u32).then(|| self.vocab.text(id))
     }
 
     /// `llama_detokenize(ids, remove_special = false, unparse_special = false)`;

@@ -42,7 +42,7 @@ pub fn detect_eog(vocab: &mut Vocab, ids: &mut SpecialIds) -> BTreeSet<u32> {
     let mut fim: [Option<u32>; 6] = [None; 6];
     let fim_lists = [FIM_PRE, FIM_SUF, FIM_MID, FIM_PAD, FIM_REP, FIM_SEP];
     for id in 0..vocab.len() as u32 {
-        let text = vocab.texts[id as usize].as_str();
+        let text = vocab.text(id);
         let mut force_control = false;
         if ids.eot.is_none() && EOT_TEXTS.contains(&text) {
             ids.eot = Some(id);
@@ -62,11 +62,12 @@ pub fn detect_eog(vocab: &mut Vocab, ids: &mut SpecialIds) -> BTreeSet<u32> {
             eog.insert(id);
             force_control = true;
         }
+        let named_unused = text.contains("unused");
         if force_control {
             vocab.attrs[id as usize] |= attr::CONTROL;
         }
         // llama.cpp: control tokens named "unused" are unused
-        if vocab.attrs[id as usize] & attr::CONTROL != 0 && text.contains("unused") {
+        if vocab.attrs[id as usize] & attr::CONTROL != 0 && named_unused {
             vocab.attrs[id as usize] |= attr::UNUSED;
         }
     }
@@ -80,7 +81,7 @@ pub fn special_cache(vocab: &Vocab) -> Vec<u32> {
     let mut ids: Vec<u32> = (0..vocab.len() as u32)
         .filter(|&id| vocab.has_attr(id, attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN))
         .collect();
-    ids.sort_by_key(|&id| std::cmp::Reverse(vocab.texts[id as usize].len()));
+    ids.sort_by_key(|&id| std::cmp::Reverse(vocab.text(id).len()));
     ids
 }
 
@@ -101,7 +102,7 @@ pub fn partition(vocab: &Vocab, cache: &[u32], text: &str, parse_special: bool) 
         if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
             continue;
         }
-        let special = vocab.texts[id as usize].as_str();
+        let special = vocab.text(id);
         if !frags.iter().any(|f| matches!(*f, Fragment::Raw(s, e) if text[s..e].contains(special))) {
             continue;
         }

@@ -6,6 +6,8 @@
 
 use std::cell::RefCell;
 
+use half::f16;
+
 use kiln_kernels::ThreadPool;
 
 use super::kv::KvCache;
@@ -70,7 +72,7 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
                     continue;
                 }
                 let _ = avx2;
-                attend(&item_ctx, qh, &mut scores, o);
+                attend(&item_ctx, qh, &mut scores, o, dot, axpy);
                 item += nt;
             }
         });
@@ -89,20 +91,21 @@ struct Item<'a> {
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn attend_avx2(it: &Item, q: &[f32], scores: &mut [f32], o: &mut [f32]) {
-    attend(it, q, scores, o)
+    // SAFETY: AVX2, FMA and F16C are enabled here.
+    attend(it, q, scores, o, |a, b| unsafe { f16x86::dot(a, b) }, |o, w, v| unsafe { f16x86::axpy(o, w, v) })
 }
 
 #[inline(always)]
-fn attend(it: &Item, q: &[f32], scores: &mut [f32], o: &mut [f32]) {
+fn attend(it: &Item, q: &[f32], scores: &mut [f32], o: &mut [f32], dot: impl Fn(&[f32], &[f16]) -> f32, axpy: impl Fn(&mut [f32], f32, &[f16])) {
     let sh = it.sh;
     let (hd, hdv) = (sh.head_dim, sh.head_dim_v);
     let (kw, vw) = (sh.n_kv_head * hd, sh.n_kv_head * hdv);
@@ -126,28 +129,83 @@ fn attend(it: &Item, q: &[f32], scores: &mut [f32], o: &mut [f32]) {
     for (j, &s) in scores.iter().enumerate() {
         let slot = it.cache.slot(it.layer, it.first + j);
         let w = s * inv;
-        let v = &values[slot * vw + it.kvh * hdv..][..hdv];
-        for (a, &b) in o.iter_mut().zip(v) {
-            *a += w * b;
-        }
+        axpy(o, w, &values[slot * vw + it.kvh * hdv..][..hdv]);
     }
 }
 
+/// `o += w·v`, v widened from f16.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Sixteen independent accumulators: the compiler turns them into two vector registers.
+fn axpy(o: &mut [f32], w: f32, v: &[f16]) {
+    for (a, &b) in o.iter_mut().zip(v) {
+        *a += w * b.to_f32();
+    }
+}
+
+/// q·k, k widened from f16.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f16]) -> f32 {
+    // Sixteen independent accumulators.
     let mut acc = [0.0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for l in 0..16 {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l] * y[l].to_f32();
         }
     }
     let mut s: f32 = acc.iter().sum();
     for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
+        s += x * y.to_f32();
     }
     s
+}
+
+/// `dot` and `axpy` with F16C widening: the same lanes, the same unfused multiply-then-add and
+/// the same final summation order, so both paths give the same bits.
+#[cfg(target_arch = "x86_64")]
+mod f16x86 {
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot(a: &[f32], b: &[f16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr() as *const __m128i);
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 16 <= n {
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(pa.add(i)), _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i / 8)))));
+            hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i / 8 + 1)))));
+            i += 16;
+        }
+        let mut lanes = [0f32; 16];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), lo);
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), hi);
+        let mut s: f32 = lanes.iter().sum();
+        while i < n {
+            s += a[i] * b[i].to_f32();
+            i += 1;
+        }
+        s
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn axpy(o: &mut [f32], w: f32, v: &[f16]) {
+        let n = o.len().min(v.len());
+        let (po, pv) = (o.as_mut_ptr(), v.as_ptr() as *const __m128i);
+        let wv = _mm256_set1_ps(w);
+        let mut i = 0;
+        while i + 8 <= n {
+            let x = _mm256_add_ps(_mm256_loadu_ps(po.add(i)), _mm256_mul_ps(wv, _mm256_cvtph_ps(_mm_loadu_si128(pv.add(i / 8)))));
+            _mm256_storeu_ps(po.add(i), x);
+            i += 8;
+        }
+        while i < n {
+            o[i] += w * v[i].to_f32();
+            i += 1;
+        }
+    }
 }
 

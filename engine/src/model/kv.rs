@@ -5,7 +5,7 @@
 //! Full-attention layers keep every position (`slot = pos`). Sliding-window layers only ever
 //! read the last `window` positions, so they keep a ring of `window + MAX_BATCH` slots
 //! (`slot = pos % ring`): enough for a whole batch to be stored before it attends. For
-//! gemma3 at 32k context that is 5/6 of the layers holding 1,024 positions instead of 32,768.
+//! gemma3 at 32k context that is 5/6 of the layers holding 768 positions instead of 32,768.
 //! Storage grows in chunks as positions arrive, never beyond what a layer can use.
 
 use half::f16;

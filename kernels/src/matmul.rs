@@ -215,6 +215,7 @@ struct Plan<'a> {
     rb: usize,
     dot: simd::VecDotFn,
     tile: Option<simd::VecDotTileFn>,
+    rows: Option<simd::MatvecRowsFn>,
     y: SyncPtr<f32>,
     chunk: usize,
     n_chunks: usize,
@@ -252,7 +253,8 @@ pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize)
         // Mat-vec of the legacy types runs faster through the dot kernel (same bits as its tile);
         // the K-quant tiles take precomputed bsums and are the fast path for one token too.
         let tile = simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant());
-        plans[n_plans] = Some(Plan { w: j.w, rb, dot: simd::vec_dot_fn(w.ty), tile, y: SyncPtr(j.y.as_mut_ptr()), chunk, n_chunks: w.rows.div_ceil(chunk) });
+        let rows = simd::matvec_rows_fn(w.ty).filter(|_| n_tokens == 1);
+        plans[n_plans] = Some(Plan { w: j.w, rb, dot: simd::vec_dot_fn(w.ty), tile, rows, y: SyncPtr(j.y.as_mut_ptr()), chunk, n_chunks: w.rows.div_ceil(chunk) });
         qxs[n_plans] = Some(qx);
         n_plans += 1;
     }
@@ -286,11 +288,11 @@ pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize)
 /// 23.2 → 27.2, SmolLM2 104 → 200; L1 hint 1.5 KiB → L2 hint 4 KiB (interleaved runs): gemma
 /// 62.8 → 73.3, 1.1B 27.2 → 27.3, SmolLM2 200 → 212. L1/L2/L3/NTA hints and 512 B–16 KiB tried;
 /// NTA is far worse, and L1 prefetches stall on the fill buffers.
-const PREFETCH_BYTES: usize = 4096;
+pub(crate) const PREFETCH_BYTES: usize = 4096;
 
 /// Asks for the cache lines of `data[from..to]` (clipped to `data`) into L2; no effect on results.
 #[inline(always)]
-fn prefetch(data: &[u8], from: usize, to: usize) {
+pub(crate) fn prefetch(data: &[u8], from: usize, to: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let mut off = from & !63;
@@ -309,6 +311,12 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
     let (rows, rb) = (p.w.rows, p.rb);
     if n_tokens == 1 {
         let (act, aux) = (qx.row(0), qx.aux_row(0));
+        if let Some(f) = p.rows {
+            // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
+            let out = unsafe { std::slice::from_raw_parts_mut(p.y.get().add(r0), r1 - r0) };
+            f(&p.w.data[r0 * rb..r1 * rb], rb, act, aux, out);
+            return;
+        }
         for r in r0..r1 {
             let wr = &p.w.data[r * rb..(r + 1) * rb];
             prefetch(&p.w.data[..r1 * rb], r * rb + PREFETCH_BYTES, (r + 1) * rb + PREFETCH_BYTES);

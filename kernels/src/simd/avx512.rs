@@ -3,7 +3,7 @@
 //! VNNI form, one block per register.
 use super::x86::{cast_or_none, fp16x16, unpack_k4_scales};
 use crate::quants::{BlockQ4K, BlockQ6K, BlockQ8K};
-use crate::simd::{VecDotFn, VecDotTileFn};
+use crate::simd::{MatvecRowsFn, VecDotFn, VecDotTileFn};
 use crate::types::GgmlType;
 use std::arch::x86_64::*;
 
@@ -33,6 +33,54 @@ pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
         _ => return None,
     })
 }
+
+pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
+    Some(match ty {
+        GgmlType::Q4_K => |w, rb, y, aux, out| rows::<BlockQ4K>(w, rb, y, aux, out, Kernels::Q4K),
+        GgmlType::Q6_K => |w, rb, y, aux, out| rows::<BlockQ6K>(w, rb, y, aux, out, Kernels::Q6K),
+        // SAFETY (legacy): handed out only when AVX-512 BW/VL + VNNI were detected.
+        GgmlType::Q4_0 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q4_0(w, rb, y, out) },
+        GgmlType::Q4_1 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q4_1(w, rb, y, out) },
+        GgmlType::Q5_0 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q5_0(w, rb, y, out) },
+        GgmlType::Q8_0 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q8_0(w, rb, y, out) },
+        _ => return None,
+    })
+}
+
+/// Checks the shapes once, then runs the one-token kernel row after row inside one
+/// target-feature function (no per-row dispatch), prefetching the weights ahead.
+fn rows<W: bytemuck::Pod>(w: &[u8], rb: usize, y: &[u8], aux: &[f32], out: &mut [f32], k: Kernels) {
+    let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
+    let ok = rb == yb.len() * std::mem::size_of::<W>() && aux.len() == 16 * yb.len() && w.len() >= out.len() * rb;
+    let align = std::mem::align_of::<W>();
+    if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
+        return out.fill(f32::NAN);
+    }
+    let ys = [(yb, aux)];
+    // SAFETY: only handed out when AVX-512 BW/VL + VNNI were detected; shapes checked above.
+    unsafe {
+        match k {
+            Kernels::Q4K => rows_q4k(w, rb, &ys, out),
+            Kernels::Q6K => rows_q6k(w, rb, &ys, out),
+        }
+    }
+}
+
+macro_rules! rows_kernel {
+    ($name:ident, $block:ty, $kernel:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        unsafe fn $name(w: &[u8], rb: usize, ys: &[(&[BlockQ8K], &[f32]); 1], out: &mut [f32]) {
+            let end = out.len() * rb;
+            for (r, o) in out.iter_mut().enumerate() {
+                crate::matmul::prefetch(&w[..end], r * rb + crate::matmul::PREFETCH_BYTES, (r + 1) * rb + crate::matmul::PREFETCH_BYTES);
+                let x: &[$block] = bytemuck::cast_slice(&w[r * rb..(r + 1) * rb]);
+                *o = $kernel::<1>(x, ys)[0];
+            }
+        }
+    };
+}
+rows_kernel!(rows_q4k, BlockQ4K, q4k);
+rows_kernel!(rows_q6k, BlockQ6K, q6k);
 
 /// One row · one activation row, computing the scaled bsums on the fly.
 fn single(x: &[u8], y: &[u8], k: Kernels) -> f32 {
@@ -138,6 +186,7 @@ unsafe fn load_idx(a: &[i16; 32]) -> __m512i {
 /// element order (matching q8[64c..64c+64]); vpdpbusd gives 16 partial sums of 4 products
 /// (|sum| <= 7620, so two results pack to i16 losslessly), and one vpmaddwd per chunk pair
 /// applies the sub-block scales. The mins go through bsums (spec §2.2).
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[(&[BlockQ8K], &[f32]); N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);
@@ -185,6 +234,7 @@ unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[(&[BlockQ8K], &[f32]); N]) -
 /// (shifted by 4h | 4h+2); the unsigned 0..63 quants go through vpdpbusd (|sum| <= 32004,
 /// packs to i16), vpmaddwd applies the signed scales, and the −32 offset is folded in as
 /// −32·Σ scale·bsum.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[(&[BlockQ8K], &[f32]); N]) -> [f32; N] {
     let m4 = _mm512_set1_epi8(0x0F);

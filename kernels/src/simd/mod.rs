@@ -23,6 +23,11 @@ pub type VecDotFn = fn(x: &[u8], y: &[u8]) -> f32;
 /// against several tokens (the prefill tile). `aux[t]` is `q8_k::scaled_bsums` of `ys[t]`.
 pub type VecDotTileFn = fn(x: &[u8], ys: &[&[u8]], aux: &[&[f32]], out: &mut [f32]);
 
+/// Mat-vec over consecutive rows: `out[r] = dot(w[r·rb..(r+1)·rb], y)` for `r < out.len()`,
+/// one call for a whole chunk of rows (the decode path). `aux` is `q8_k::scaled_bsums` of `y`.
+/// Results are bit-identical to the tile kernel with one token.
+pub type MatvecRowsFn = fn(w: &[u8], rb: usize, y: &[u8], aux: &[f32], out: &mut [f32]);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
@@ -161,6 +166,21 @@ pub fn tile_fn_for(ty: GgmlType, isa: Isa) -> Option<VecDotTileFn> {
         Isa::Avx2 => avx2::tile_fn(ty),
         _ => None,
     }
+}
+
+/// The many-rows mat-vec kernel for `ty` on `isa`, if one exists.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+pub fn matvec_rows_fn_for(ty: GgmlType, isa: Isa) -> Option<MatvecRowsFn> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::matvec_rows_fn(ty),
+        _ => None,
+    }
+}
+
+/// The best many-rows mat-vec kernel for `ty` on this CPU, if any.
+pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
+    matvec_rows_fn_for(ty, isa())
 }
 
 /// The best dot kernel for `ty` on this CPU.

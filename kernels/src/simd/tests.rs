@@ -135,6 +135,37 @@ fn simd_tiles_match_scalar() {
 }
 
 #[test]
+fn matvec_rows_match_the_one_token_tile() {
+    let (n, rows) = (1024, 5);
+    let mut seed = 23;
+    for isa in isas() {
+        for ty in GgmlType::ALL {
+            let (Some(f), Some(tile)) = (matvec_rows_fn_for(ty, isa), tile_fn_for(ty, isa)) else { continue };
+            let w: Vec<u8> = (0..rows).flat_map(|_| quantized(ty, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>())).collect();
+            let rb = w.len() / rows;
+            let act = quantized(ty.vec_dot_type(), &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>());
+            let b: Vec<crate::quants::BlockQ8K> = act.chunks_exact(292).map(bytemuck::pod_read_unaligned).collect();
+            let mut aux = vec![0f32; 16 * b.len()];
+            crate::quants::q8_k::scaled_bsums(&b, &mut aux);
+            let mut out = vec![0f32; rows];
+            f(&w, rb, &act, &aux, &mut out);
+            for r in 0..rows {
+                let mut one = [0f32; 1];
+                tile(&w[r * rb..(r + 1) * rb], &[&act], &[&aux], &mut one);
+                assert_eq!(out[r].to_bits(), one[0].to_bits(), "{isa:?} {ty} row {r}");
+            }
+            // Rows that do not match the activations give NaN, not a panic.
+            let mut bad = vec![0f32; 2];
+            f(&w, rb - 2, &act, &aux, &mut bad);
+            assert!(bad.iter().all(|v| v.is_nan()), "{isa:?} {ty}: short rows");
+            let mut bad = vec![0f32; rows + 1];
+            f(&w, rb, &act, &aux, &mut bad);
+            assert!(bad.iter().all(|v| v.is_nan()), "{isa:?} {ty}: too many rows");
+        }
+    }
+}
+
+#[test]
 fn force_scalar_isa_is_consistent() {
     // The detected ISA is cached; it must be one of the kinds this build knows.
     let i = isa();

@@ -325,8 +325,28 @@ macro_rules! legacy_kernels {
     };
 }
 
+/// Mat-vec over consecutive rows with one of a module's dot kernels (see `simd::MatvecRowsFn`),
+/// inside one target-feature function, prefetching the weights ahead.
+macro_rules! legacy_rows {
+    ($features:literal, $($rows:ident => $dot:ident),*) => {$(
+        #[target_feature(enable = $features)]
+        pub unsafe fn $rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
+            let end = out.len() * rb;
+            if w.len() < end {
+                return out.fill(f32::NAN);
+            }
+            for (r, o) in out.iter_mut().enumerate() {
+                crate::matmul::prefetch(&w[..end], r * rb + crate::matmul::PREFETCH_BYTES, (r + 1) * rb + crate::matmul::PREFETCH_BYTES);
+                *o = $dot(&w[r * rb..(r + 1) * rb], y);
+            }
+        }
+    )*};
+}
+
 /// Legacy kernels with 256-bit VNNI.
 pub mod vnni {
+    legacy_rows!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        rows_q4_0 => vec_dot_q4_0_q8_0, rows_q4_1 => vec_dot_q4_1_q8_1, rows_q5_0 => vec_dot_q5_0_q8_0, rows_q8_0 => vec_dot_q8_0_q8_0);
     legacy_kernels!(dot_u8i8_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 }
 

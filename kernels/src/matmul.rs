@@ -288,11 +288,11 @@ pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize)
 /// 23.2 → 27.2, SmolLM2 104 → 200; L1 hint 1.5 KiB → L2 hint 4 KiB (interleaved runs): gemma
 /// 62.8 → 73.3, 1.1B 27.2 → 27.3, SmolLM2 200 → 212. L1/L2/L3/NTA hints and 512 B–16 KiB tried;
 /// NTA is far worse, and L1 prefetches stall on the fill buffers.
-pub(crate) const PREFETCH_BYTES: usize = 4096;
+const PREFETCH_BYTES: usize = 4096;
 
 /// Asks for the cache lines of `data[from..to]` (clipped to `data`) into L2; no effect on results.
 #[inline(always)]
-pub(crate) fn prefetch(data: &[u8], from: usize, to: usize) {
+fn prefetch(data: &[u8], from: usize, to: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let mut off = from & !63;
@@ -306,30 +306,35 @@ pub(crate) fn prefetch(data: &[u8], from: usize, to: usize) {
     let _ = (data, from, to);
 }
 
+/// `out[r] = f(row r)` over the consecutive `rb`-byte rows of `w`, prefetching ahead: the
+/// mat-vec loop every one-token path shares. NaN everywhere if `w` holds too few rows. Inlined
+/// into the kernels' target-feature functions (closures there inherit the features).
+#[inline(always)]
+pub(crate) fn for_each_row(w: &[u8], rb: usize, out: &mut [f32], mut f: impl FnMut(&[u8]) -> f32) {
+    let end = out.len() * rb;
+    let Some(w) = w.get(..end) else { return out.fill(f32::NAN) };
+    for (r, o) in out.iter_mut().enumerate() {
+        prefetch(w, r * rb + PREFETCH_BYTES, (r + 1) * rb + PREFETCH_BYTES);
+        *o = f(&w[r * rb..(r + 1) * rb]);
+    }
+}
+
 /// Rows r0..r1 of one job, for every token.
 fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize) {
     let (rows, rb) = (p.w.rows, p.rb);
     if n_tokens == 1 {
         let (act, aux) = (qx.row(0), qx.aux_row(0));
-        if let Some(f) = p.rows {
-            // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
-            let out = unsafe { std::slice::from_raw_parts_mut(p.y.get().add(r0), r1 - r0) };
-            f(&p.w.data[r0 * rb..r1 * rb], rb, act, aux, out);
-            return;
-        }
-        for r in r0..r1 {
-            let wr = &p.w.data[r * rb..(r + 1) * rb];
-            prefetch(&p.w.data[..r1 * rb], r * rb + PREFETCH_BYTES, (r + 1) * rb + PREFETCH_BYTES);
-            let v = match p.tile {
-                Some(f) => {
-                    let mut o = [0f32; 1];
-                    f(wr, &[act], &[aux], &mut o);
-                    o[0]
-                }
-                None => (p.dot)(wr, act),
-            };
-            // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
-            unsafe { *p.y.get().add(r) = v };
+        // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
+        let out = unsafe { std::slice::from_raw_parts_mut(p.y.get().add(r0), r1 - r0) };
+        let w = &p.w.data[r0 * rb..r1 * rb];
+        match (p.rows, p.tile) {
+            (Some(f), _) => f(w, rb, act, aux, out),
+            (None, Some(f)) => for_each_row(w, rb, out, |wr| {
+                let mut o = [0f32; 1];
+                f(wr, &[act], &[aux], &mut o);
+                o[0]
+            }),
+            (None, None) => for_each_row(w, rb, out, |wr| (p.dot)(wr, act)),
         }
         return;
     }

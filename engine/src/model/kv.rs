@@ -127,7 +127,7 @@ impl KvCache {
 
     /// Bytes held by the cache now.
     pub fn bytes(&self) -> usize {
-        self.layers.iter().map(|l| (l.k.len() + l.v.len()) * 2).sum()
+        self.layers.iter().map(|l| (l.k.len() + l.v.len()) * std::mem::size_of::<f16>()).sum()
     }
 }
 

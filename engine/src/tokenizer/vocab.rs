@@ -61,22 +61,18 @@ impl Vocab {
             Some(t) => t[..n].iter().map(|&t| attr::from_token_type(t)).collect(),
             None => vec![attr::NORMAL; n],
         };
-        let bytes: usize = tokens.iter().map(|t| t.as_ref().len().max(16)).sum();
-        if bytes > u32::MAX as usize {
-            return Err(TokenizerError::BadVocabSize(n));
-        }
-        let mut text = String::with_capacity(bytes);
+        let mut text = String::with_capacity(tokens.iter().map(|t| t.as_ref().len()).sum());
         let mut ends = Vec::with_capacity(n);
         for (i, t) in tokens.iter().enumerate() {
             match t.as_ref() {
                 "" => text.push_str(&format!("[EMPTY_{i}]")),
                 t => text.push_str(t),
             }
-            ends.push(text.len() as u32);
+            ends.push(u32::try_from(text.len()).map_err(|_| TokenizerError::BadVocabSize(n))?);
         }
-        let mut vocab = Vocab { text, ends, sorted: (0..n as u32).collect(), scores, attrs };
+        let mut vocab = Vocab { text, ends, sorted: Vec::new(), scores, attrs };
         // Stable: equal texts stay in id order, so a duplicate names its first and second id.
-        let mut sorted = std::mem::take(&mut vocab.sorted);
+        let mut sorted: Vec<u32> = (0..n as u32).collect();
         sorted.sort_by(|&a, &b| vocab.text(a).cmp(vocab.text(b)));
         if let Some(w) = sorted.windows(2).find(|w| vocab.text(w[0]) == vocab.text(w[1])) {
             return Err(TokenizerError::DuplicateToken { text: vocab.text(w[0]).to_string(), first: w[0], second: w[1] });

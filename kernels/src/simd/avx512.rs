@@ -70,12 +70,9 @@ macro_rules! rows_kernel {
     ($name:ident, $block:ty, $kernel:ident) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         unsafe fn $name(w: &[u8], rb: usize, ys: &[(&[BlockQ8K], &[f32]); 1], out: &mut [f32]) {
-            let end = out.len() * rb;
-            for (r, o) in out.iter_mut().enumerate() {
-                crate::matmul::prefetch(&w[..end], r * rb + crate::matmul::PREFETCH_BYTES, (r + 1) * rb + crate::matmul::PREFETCH_BYTES);
-                let x: &[$block] = bytemuck::cast_slice(&w[r * rb..(r + 1) * rb]);
-                *o = $kernel::<1>(x, ys)[0];
-            }
+            // The caller checked length and alignment, so every row casts.
+            // SAFETY (closure): runs inside this function, with its features.
+            crate::matmul::for_each_row(w, rb, out, |row| unsafe { $kernel::<1>(bytemuck::cast_slice::<u8, $block>(row), ys)[0] })
         }
     };
 }

@@ -150,33 +150,27 @@ macro_rules! pair_tile {
             ($nt:literal) => {{
                 let mut acc0 = [_mm256_setzero_ps(); $nt];
                 let mut acc1 = [_mm256_setzero_ps(); $nt];
+                // Block i of the row against every token, into one set of accumulators.
+                macro_rules! step {
+                    ($i:expr, $acc:ident) => {{
+                        let $a = x.get_unchecked($i);
+                        let $w = $prep;
+                        for k in 0..$nt {
+                            let $b = ys[k].get_unchecked($i);
+                            let (p, d) = $body;
+                            $acc[k] = _mm256_fmadd_ps(p, d, $acc[k]);
+                        }
+                    }};
+                }
                 let n = x.len();
                 let mut i = 0;
                 while i + 1 < n {
-                    let $a = x.get_unchecked(i);
-                    let $w = $prep;
-                    for k in 0..$nt {
-                        let $b = ys[k].get_unchecked(i);
-                        let (p, d) = $body;
-                        acc0[k] = _mm256_fmadd_ps(p, d, acc0[k]);
-                    }
-                    let $a = x.get_unchecked(i + 1);
-                    let $w = $prep;
-                    for k in 0..$nt {
-                        let $b = ys[k].get_unchecked(i + 1);
-                        let (p, d) = $body;
-                        acc1[k] = _mm256_fmadd_ps(p, d, acc1[k]);
-                    }
+                    step!(i, acc0);
+                    step!(i + 1, acc1);
                     i += 2;
                 }
                 if i < n {
-                    let $a = x.get_unchecked(i);
-                    let $w = $prep;
-                    for k in 0..$nt {
-                        let $b = ys[k].get_unchecked(i);
-                        let (p, d) = $body;
-                        acc0[k] = _mm256_fmadd_ps(p, d, acc0[k]);
-                    }
+                    step!(i, acc0);
                 }
                 for k in 0..$nt {
                     out[k] = hsum256(_mm256_add_ps(acc0[k], acc1[k]));
@@ -331,14 +325,8 @@ macro_rules! legacy_rows {
     ($features:literal, $($rows:ident => $dot:ident),*) => {$(
         #[target_feature(enable = $features)]
         pub unsafe fn $rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
-            let end = out.len() * rb;
-            if w.len() < end {
-                return out.fill(f32::NAN);
-            }
-            for (r, o) in out.iter_mut().enumerate() {
-                crate::matmul::prefetch(&w[..end], r * rb + crate::matmul::PREFETCH_BYTES, (r + 1) * rb + crate::matmul::PREFETCH_BYTES);
-                *o = $dot(&w[r * rb..(r + 1) * rb], y);
-            }
+            // SAFETY (closure): runs inside this function, with its features.
+            crate::matmul::for_each_row(w, rb, out, |row| unsafe { $dot(row, y) })
         }
     )*};
 }

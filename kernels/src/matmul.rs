@@ -78,6 +78,12 @@ impl QuantizedActs {
         &bytemuck::cast_slice::<u64, u8>(&self.buf)[t * self.row_bytes..(t + 1) * self.row_bytes]
     }
 
+    /// Rows 0..n_tokens as one slice (row `t` at `t·row_bytes`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn all_rows(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u64, u8>(&self.buf)[..self.n_tokens * self.row_bytes]
+    }
+
     /// Scaled bsums of row `t` (empty unless the type is Q8_K).
     pub fn aux_row(&self, t: usize) -> &[f32] {
         if self.ty != GgmlType::Q8_K {
@@ -188,6 +194,8 @@ impl<T> SyncPtr<T> {
     }
 }
 
+/// Fewest tokens for which the AMX tiles (when present) take a product.
+const AMX_MIN_TOKENS: usize = 16;
 /// Tokens per prefill tile (weights of a row are read once per tile).
 const TILE_TOKENS: usize = 8;
 /// Bytes of weights a prefill chunk keeps in L2 while 8-token tiles (in L1) pass over it.
@@ -216,6 +224,9 @@ struct Plan<'a> {
     dot: simd::VecDotFn,
     tile: Option<simd::VecDotTileFn>,
     rows: Option<simd::MatvecRowsFn>,
+    /// Prefill through AMX tiles (chunks are then whole 16-row tiles).
+    #[cfg(target_arch = "x86_64")]
+    amx: Option<simd::amx::Kind>,
     y: SyncPtr<f32>,
     chunk: usize,
     n_chunks: usize,
@@ -244,17 +255,33 @@ pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize)
             continue;
         }
         let rb = w.row_bytes();
+        #[cfg(target_arch = "x86_64")]
+        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| n_tokens >= AMX_MIN_TOKENS && simd::amx::available());
+        #[cfg(not(target_arch = "x86_64"))]
+        let amx: Option<()> = None;
         let chunk = if n_tokens == 1 {
             // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
             w.rows.div_ceil(pool.n_threads() * 4).max(16)
         } else {
             (CHUNK_BYTES / rb.max(1)).clamp(4, 256).min(w.rows.div_ceil(2 * pool.n_threads()))
         };
+        let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
         // Mat-vec of the legacy types runs faster through the dot kernel (same bits as its tile);
         // the K-quant tiles take precomputed bsums and are the fast path for one token too.
         let tile = simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant());
         let rows = simd::matvec_rows_fn(w.ty).filter(|_| n_tokens == 1);
-        plans[n_plans] = Some(Plan { w: j.w, rb, dot: simd::vec_dot_fn(w.ty), tile, rows, y: SyncPtr(j.y.as_mut_ptr()), chunk, n_chunks: w.rows.div_ceil(chunk) });
+        plans[n_plans] = Some(Plan {
+            w: j.w,
+            rb,
+            dot: simd::vec_dot_fn(w.ty),
+            tile,
+            rows,
+            #[cfg(target_arch = "x86_64")]
+            amx,
+            y: SyncPtr(j.y.as_mut_ptr()),
+            chunk,
+            n_chunks: w.rows.div_ceil(chunk),
+        });
         qxs[n_plans] = Some(qx);
         n_plans += 1;
     }
@@ -338,6 +365,18 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kind) = p.amx {
+        // SAFETY: `amx` is only set when AMX was detected and granted and `Kind::of` took the
+        // type and width; matmul_q_many checked the shapes (weights rows·rb, activations
+        // n_tokens rows of its vec_dot_type and width, y n_tokens·rows), and rows r0..r1 of
+        // every token belong to this chunk alone.
+        unsafe {
+            let (acts, act_rb) = (qx.all_rows(), qx.row_bytes);
+            simd::amx::matmul(kind, &p.w.data[r0 * rb..r1 * rb], rb, r1 - r0, p.w.cols, acts, act_rb, &qx.aux, n_tokens, p.y.get().add(r0), rows);
+        }
+        return;
+    }
     let mut out = [0f32; TILE_TOKENS];
     for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
         let nt = TILE_TOKENS.min(n_tokens - t0);
@@ -418,6 +457,11 @@ mod tests {
             }
             check(ty, 37, 512, 1, &pool);
             check(ty, 37, 512, 7, &pool);
+            // Past AMX_MIN_TOKENS: the AMX tiles where present (a partial token group too).
+            check(ty, 37, 512, 21, &pool);
+            if !ty.is_k_quant() {
+                check(ty, 19, 640, 40, &pool);
+            }
         }
     }
 

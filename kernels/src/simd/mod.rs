@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod act_avx512;
 #[cfg(target_arch = "x86_64")]
+pub mod amx;
+#[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;

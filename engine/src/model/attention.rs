@@ -42,9 +42,13 @@ thread_local! {
 #[allow(clippy::too_many_arguments)]
 pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize, n_tok: usize, q: &[f32], out: &mut [f32], sh: &AttnShape) {
     let (hd, hdv) = (sh.head_dim, sh.head_dim_v);
-    let items = n_tok * sh.n_head;
     let out_ptr = SharedMut(out.as_mut_ptr());
     assert!(out.len() >= n_tok * sh.n_head * hdv && q.len() >= n_tok * sh.n_head * hd);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kernel) = x512::kernel(sh) {
+        return grouped(pool, cache, layer, start, n_tok, q, out_ptr, sh, kernel);
+    }
+    let items = n_tok * sh.n_head;
     let avx2 = has_avx2();
     pool.run(|t, nt| {
         // Capture the whole wrapper (Sync), not its raw-pointer field.
@@ -73,6 +77,65 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
                 }
                 let _ = avx2;
                 attend(&item_ctx, qh, &mut scores, o, dot, axpy);
+                item += nt;
+            }
+        });
+    });
+}
+
+/// The AVX-512 path: one work item is a token and the query heads that share one KV head
+/// (each key and value row is widened from f16 once for all of them); for a single token,
+/// one head per item, so decode still spreads over the threads.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn grouped(
+    pool: &ThreadPool,
+    cache: &KvCache,
+    layer: usize,
+    start: usize,
+    n_tok: usize,
+    q: &[f32],
+    out_ptr: SharedMut,
+    sh: &AttnShape,
+    kernel: x512::Kernel,
+) {
+    let (hd, hdv) = (sh.head_dim, sh.head_dim_v);
+    let group = sh.n_head / sh.n_kv_head;
+    let per = if n_tok == 1 { 1 } else { group };
+    let per_tok = sh.n_head / per;
+    let items = n_tok * per_tok;
+    pool.run(|t, nt| {
+        #[allow(clippy::redundant_locals)]
+        let out_ptr = out_ptr;
+        SCORES.with(|buf| {
+            let mut scores = buf.borrow_mut();
+            let mut item = t;
+            while item < items {
+                let (i, h0) = (item / per_tok, (item % per_tok) * per);
+                let pos = start + i;
+                let first = sh.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let need = per * (pos + 1 - first);
+                if scores.len() < need {
+                    scores.resize(need, 0.0);
+                }
+                let qh = &q[(i * sh.n_head + h0) * hd..][..per * hd];
+                // SAFETY: every (token, head range) item writes its own disjoint slice of `out`.
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out_ptr.0.add((i * sh.n_head + h0) * hdv),
+                        per * hdv,
+                    )
+                };
+                let it = Item {
+                    cache,
+                    layer,
+                    kvh: h0 / group,
+                    first,
+                    pos,
+                    sh,
+                };
+                // SAFETY: `x512::kernel` only hands out kernels when AVX-512F, FMA and F16C exist.
+                unsafe { kernel(&it, qh, per, &mut scores[..need], o) };
                 item += nt;
             }
         });
@@ -209,3 +272,195 @@ mod f16x86 {
     }
 }
 
+/// AVX-512 attention for head sizes 64, 128 and 256: q·k with the key row widened once for
+/// every head of the item, softmax, then Σ p·v accumulated in registers and scaled by 1/Σp.
+#[cfg(target_arch = "x86_64")]
+mod x512 {
+    use super::{exp, Item};
+    use std::arch::x86_64::*;
+
+    /// (item, q of `heads` heads, heads, scores [heads][n], out [heads][hdv]).
+    pub type Kernel = unsafe fn(&Item, &[f32], usize, &mut [f32], &mut [f32]);
+
+    pub fn kernel(sh: &super::AttnShape) -> Option<Kernel> {
+        let ok = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        if !ok || sh.n_kv_head == 0 || !sh.n_head.is_multiple_of(sh.n_kv_head) || sh.head_dim != sh.head_dim_v
+        {
+            return None;
+        }
+        Some(match sh.head_dim {
+            64 => attend::<4>,
+            128 => attend::<8>,
+            256 => attend::<16>,
+            _ => return None,
+        })
+    }
+
+    /// NC: 16-lane chunks per head row.
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    unsafe fn attend<const NC: usize>(
+        it: &Item,
+        q: &[f32],
+        heads: usize,
+        scores: &mut [f32],
+        o: &mut [f32],
+    ) {
+        let sh = it.sh;
+        let hd = 16 * NC;
+        let (kw, vw) = (sh.n_kv_head * hd, sh.n_kv_head * hd);
+        let keys = it.cache.keys(it.layer);
+        let values = it.cache.values(it.layer);
+        let n = it.pos + 1 - it.first;
+        debug_assert!(q.len() >= heads * hd && o.len() >= heads * hd && scores.len() >= heads * n);
+        let widen = |p: *const half::f16, c: usize| {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16 * c) as *const __m256i))
+        };
+        for j in 0..n {
+            let slot = it.cache.slot(it.layer, it.first + j);
+            let kp = keys[slot * kw + it.kvh * hd..][..hd].as_ptr();
+            let k: [__m512; NC] = std::array::from_fn(|c| widen(kp, c));
+            for h in 0..heads {
+                let qp = q.as_ptr().add(h * hd);
+                let mut acc = _mm512_mul_ps(_mm512_loadu_ps(qp), k[0]);
+                for (c, kc) in k.iter().enumerate().skip(1) {
+                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(16 * c)), *kc, acc);
+                }
+                *scores.get_unchecked_mut(h * n + j) = _mm512_reduce_add_ps(acc) * sh.scale;
+            }
+        }
+        let mut inv = [0f32; 16];
+        for h in 0..heads {
+            let s = &mut scores[h * n..(h + 1) * n];
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for v in s.iter_mut() {
+                *v = exp(*v - max);
+                sum += *v;
+            }
+            if h < 16 {
+                inv[h] = 1.0 / sum;
+            }
+        }
+        // Σ p·v: up to 16 accumulator registers, so 16/NC heads per pass over the values.
+        let per_pass = (16 / NC).max(1);
+        let mut h0 = 0;
+        while h0 < heads {
+            let hs = per_pass.min(heads - h0);
+            let mut acc = [[_mm512_setzero_ps(); NC]; 4];
+            for j in 0..n {
+                let slot = it.cache.slot(it.layer, it.first + j);
+                let vp = values[slot * vw + it.kvh * hd..][..hd].as_ptr();
+                for c in 0..NC {
+                    let v = widen(vp, c);
+                    for (h, a) in acc.iter_mut().enumerate().take(hs) {
+                        let p = _mm512_set1_ps(*scores.get_unchecked((h0 + h) * n + j));
+                        a[c] = _mm512_fmadd_ps(p, v, a[c]);
+                    }
+                }
+            }
+            for (h, a) in acc.iter().enumerate().take(hs) {
+                let hh = h0 + h;
+                let scale = _mm512_set1_ps(if hh < 16 {
+                    inv[hh]
+                } else {
+                    1.0 / scores[hh * n..(hh + 1) * n].iter().sum::<f32>()
+                });
+                for (c, ac) in a.iter().enumerate() {
+                    _mm512_storeu_ps(
+                        o.as_mut_ptr().add(hh * hd + 16 * c),
+                        _mm512_mul_ps(*ac, scale),
+                    );
+                }
+            }
+            h0 += hs;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The portable path for every (token, head), as the reference for the SIMD ones.
+    fn portable(
+        cache: &KvCache,
+        layer: usize,
+        start: usize,
+        n_tok: usize,
+        q: &[f32],
+        sh: &AttnShape,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; n_tok * sh.n_head * sh.head_dim_v];
+        let mut scores = Vec::new();
+        for i in 0..n_tok {
+            for h in 0..sh.n_head {
+                let pos = start + i;
+                let first = sh.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                scores.resize(pos + 1 - first, 0.0);
+                let it = Item {
+                    cache,
+                    layer,
+                    kvh: h / (sh.n_head / sh.n_kv_head),
+                    first,
+                    pos,
+                    sh,
+                };
+                let qh = &q[(i * sh.n_head + h) * sh.head_dim..][..sh.head_dim];
+                let o = &mut out[(i * sh.n_head + h) * sh.head_dim_v..][..sh.head_dim_v];
+                attend(&it, qh, &mut scores, o, dot, axpy);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn simd_attention_matches_the_portable_path() {
+        let pool = ThreadPool::new(2);
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        // (heads, kv heads, head size, window): GQA groups of 8, 3 and 4, all three head sizes.
+        for (n_head, n_kv_head, hd, window) in [
+            (8, 1, 64, None),
+            (9, 3, 64, None),
+            (4, 1, 256, Some(5)),
+            (4, 2, 128, None),
+        ] {
+            let sh = AttnShape {
+                n_head,
+                n_kv_head,
+                head_dim: hd,
+                head_dim_v: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                window,
+            };
+            let (kw, n_pos) = (n_kv_head * hd, 37);
+            let mut cache = KvCache::new(&[window], kw, kw, 64);
+            cache.reserve(n_pos).unwrap();
+            for pos in 0..n_pos {
+                let k: Vec<f32> = (0..kw).map(|_| 3.0 * rnd()).collect();
+                let v: Vec<f32> = (0..kw).map(|_| rnd()).collect();
+                cache.store(0, pos, &k, &v);
+            }
+            // A prompt batch (positions 20..37) and one decode step (position 36).
+            for (start, n_tok) in [(20, 17), (36, 1)] {
+                let q: Vec<f32> = (0..n_tok * n_head * hd).map(|_| rnd()).collect();
+                let mut got = vec![f32::NAN; n_tok * n_head * hd];
+                attention(&pool, &cache, 0, start, n_tok, &q, &mut got, &sh);
+                let want = portable(&cache, 0, start, n_tok, &q, &sh);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{n_head}/{n_kv_head}x{hd} start {start}: [{i}] {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -30,5 +30,6 @@ pub mod tokenizer;
 
 pub use error::EngineError;
 pub use generate::{DoneReason, GenerateOutput, GenerateRequest, Sequence, Session, TokenEvent};
+pub use gguf::WeightMemory;
 pub use model::{LoadOptions, Model, ModelInfo};
 pub use scheduler::{Event, Scheduler, SchedulerOptions, Sink};

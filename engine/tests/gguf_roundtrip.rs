@@ -130,3 +130,23 @@ fn version_2_round_trips() {
     assert_eq!((f.version(), f.get_str("general.name").unwrap()), (2, "v2"));
     assert_eq!(f.tensor_data(f.tensor("t").unwrap()), &data);
 }
+
+/// The huge-page copy holds the same bytes and parse as the memory map; a malformed file is the
+/// same clear error either way.
+#[test]
+fn huge_page_copy_matches_the_memory_map() {
+    use kiln_engine::gguf::WeightMemory;
+    let Some(path) = model(SMOLLM) else { return };
+    let mapped = GgufFile::open_with(&path, WeightMemory::Mmap).unwrap();
+    let copied = GgufFile::open_with(&path, WeightMemory::HugePages).unwrap();
+    assert!(mapped.data() == copied.data(), "huge-page copy differs from the file");
+    assert!(mapped.metadata() == copied.metadata());
+    assert_eq!(mapped.tensors(), copied.tensors());
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &mapped.data()[..4096]).unwrap();
+    let (a, b) = (GgufFile::open_with(&cut, WeightMemory::Mmap), GgufFile::open_with(&cut, WeightMemory::HugePages));
+    assert!(a.is_err() && b.is_err(), "a truncated file must not parse");
+    assert_eq!(a.err().map(|e| e.to_string()), b.err().map(|e| e.to_string()));
+    assert!(GgufFile::open_with(dir.path(), WeightMemory::HugePages).is_err(), "a directory is not a model");
+}

@@ -122,7 +122,7 @@ impl ModelManager {
             return Ok((l, started.elapsed()));
         }
         let path = entry.path.clone();
-        let opts = LoadOptions { threads: self.config.threads };
+        let opts = LoadOptions { threads: self.config.threads, ..Default::default() };
         let sched = SchedulerOptions { num_parallel: self.config.num_parallel, max_queue: self.config.max_queue };
         let device = self.config.device;
         tracing::info!(model = %entry.name, path = %path.display(), %device, "loading model");

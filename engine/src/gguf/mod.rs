@@ -33,8 +33,42 @@ pub use tensor::TensorInfo;
 pub use value::{Array, StrArray, Value, ValueType};
 pub use writer::GgufWriter;
 
+/// How a model's bytes are held for inference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightMemory {
+    /// [`WeightMemory::HugePages`] on Linux when transparent huge pages are not disabled and
+    /// `KILN_MMAP=1` is not set; otherwise [`WeightMemory::Mmap`].
+    #[default]
+    Auto,
+    /// A read-only memory map of the file: pages shared with the page cache and other
+    /// processes, loaded on first touch.
+    Mmap,
+    /// The file read into anonymous memory on 2 MiB transparent huge pages. Decode streams every
+    /// weight once per token; on 4 KiB file pages that costs a TLB miss per page and stops the
+    /// hardware prefetcher at every page boundary. `kiln bench -p 16 -n 64 -t 2`, tg tok/s, mmap
+    /// → huge pages: synthetic 1.1B 25.1 → 32.0, gemma-3-270m 63.3 → 80.4, SmolLM2 189.6 →
+    /// 209.6 (the same copy on small pages: 27.3 / 60.7 / 179.8). RSS is the file size instead
+    /// of the pages touched.
+    HugePages,
+}
+
+impl WeightMemory {
+    fn huge_pages(self) -> bool {
+        match self {
+            WeightMemory::Mmap => false,
+            WeightMemory::HugePages => true,
+            WeightMemory::Auto => {
+                let disabled = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").map_or(true, |s| s.contains("[never]"));
+                cfg!(target_os = "linux") && !disabled && std::env::var("KILN_MMAP").map_or(true, |v| v != "1")
+            }
+        }
+    }
+}
+
 enum Storage {
     Mmap(memmap2::Mmap),
+    /// An anonymous copy ([`WeightMemory::HugePages`]).
+    Anon(memmap2::MmapMut),
     Owned(Vec<u8>),
 }
 
@@ -70,6 +104,37 @@ impl GgufFile {
         GgufFile::build(Storage::Mmap(map))
     }
 
+    /// Like [`GgufFile::open`], holding the bytes as `memory` says: for the weights a forward
+    /// pass streams, where [`WeightMemory::HugePages`] pays (see there).
+    pub fn open_with(path: impl AsRef<Path>, memory: WeightMemory) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref();
+        if !memory.huge_pages() {
+            return GgufFile::open(path);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::FileExt;
+            let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+            let file = File::open(path).map_err(io)?;
+            let meta = file.metadata().map_err(io)?;
+            if !meta.is_file() {
+                return Err(GgufError::NotAFile { path: path.to_path_buf() });
+            }
+            let len = usize::try_from(meta.len()).map_err(|_| io(std::io::Error::other("file larger than the address space")))?;
+            if len == 0 {
+                return GgufFile::from_bytes(Vec::new());
+            }
+            let mut anon = memmap2::MmapOptions::new().len(len).map_anon().map_err(io)?;
+            // Only a hint: without it (or without THP) the copy still works, on small pages.
+            let _ = anon.advise(memmap2::Advice::HugePage);
+            // read(2), not a copy through a memory map, so the file's pages never count in RSS.
+            file.read_exact_at(&mut anon, 0).map_err(io)?;
+            GgufFile::build(Storage::Anon(anon))
+        }
+        #[cfg(not(target_os = "linux"))]
+        GgufFile::open(path)
+    }
+
     /// Parses an owned buffer with the same checks as `open`.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile, GgufError> {
         GgufFile::build(Storage::Owned(bytes))
@@ -78,6 +143,7 @@ impl GgufFile {
     fn build(storage: Storage) -> Result<GgufFile, GgufError> {
         let bytes: &[u8] = match &storage {
             Storage::Mmap(m) => m,
+            Storage::Anon(m) => m,
             Storage::Owned(v) => v,
         };
         let p = reader::parse(bytes)?;
@@ -233,6 +299,7 @@ impl GgufFile {
     pub fn data(&self) -> &[u8] {
         match &self.storage {
             Storage::Mmap(m) => m,
+            Storage::Anon(m) => m,
             Storage::Owned(v) => v,
         }
     }

@@ -33,6 +33,8 @@ pub const DEFAULT_CTX: usize = 4096;
 pub struct LoadOptions {
     /// Worker threads for the forward pass; `None`: `KILN_THREADS` or the number of cores.
     pub threads: Option<usize>,
+    /// How the weights are held (default: huge pages where the OS offers them).
+    pub weights: crate::gguf::WeightMemory,
 }
 
 /// What a model is, read from its metadata.
@@ -77,7 +79,7 @@ impl Model {
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Arc<Model>> {
         let t0 = Instant::now();
         let path = path.as_ref();
-        let gguf = GgufFile::open(path)?;
+        let gguf = GgufFile::open_with(path, opts.weights)?;
         let architecture = gguf.get_str("general.architecture")?.to_string();
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let n_vocab = tokenizer.vocab_size();

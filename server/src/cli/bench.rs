@@ -44,7 +44,7 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
     // Only the path: hashing the file for a digest is work `list` and the server need, not this.
     let path = super::store(models).locate(&args.model)?;
     let model_path = path.as_path();
-    let model = Model::load(model_path, &LoadOptions { threads: args.threads })
+    let model = Model::load(model_path, &LoadOptions { threads: args.threads, ..Default::default() })
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let r = match args.device {

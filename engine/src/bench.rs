@@ -20,6 +20,10 @@ pub struct BenchResult {
     pub pp: Rate,
     pub tg: Rate,
     pub peak_rss_bytes: u64,
+    /// The GGUF file's size and the largest KV cache the runs held: the performance goal keeps
+    /// peak RSS within (model_bytes + kv_cache_bytes) · 1.1.
+    pub model_bytes: u64,
+    pub kv_cache_bytes: u64,
 }
 
 /// Mean and standard deviation of the rates `tokens / secs[i]`.
@@ -52,6 +56,7 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Resu
     let prompt = tokens(model.info().n_vocab, pp.max(1));
     let mut logits = Vec::new();
     let mut pp_secs = Vec::new();
+    let mut kv_bytes = 0;
     for r in 0..=reps {
         let mut cache = model.new_cache(prompt.len());
         logits.clear();
@@ -60,6 +65,7 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Resu
         if r > 0 {
             pp_secs.push(t.elapsed().as_secs_f64());
         }
+        kv_bytes = kv_bytes.max(cache.bytes());
     }
     let mut tg_secs = Vec::new();
     let gen = tokens(model.info().n_vocab, tg.max(1));
@@ -73,6 +79,7 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Resu
         if r > 0 {
             tg_secs.push(t.elapsed().as_secs_f64());
         }
+        kv_bytes = kv_bytes.max(cache.bytes());
     }
     Ok(BenchResult {
         model: name.to_string(),
@@ -80,6 +87,8 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Resu
         pp: rate(prompt.len(), &pp_secs),
         tg: rate(gen.len(), &tg_secs),
         peak_rss_bytes: peak_rss_bytes(),
+        model_bytes: model.info().file_size,
+        kv_cache_bytes: kv_bytes as u64,
     })
 }
 

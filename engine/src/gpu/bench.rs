@@ -45,5 +45,8 @@ pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, reps: usize) -
         pp: rate(prompt.len(), &pp_secs),
         tg: rate(gen.len(), &tg_secs),
         peak_rss_bytes: peak_rss_bytes(),
+        model_bytes: gpu.model().info().file_size,
+        // The KV cache lives in GPU memory.
+        kv_cache_bytes: 0,
     })
 }

@@ -12,7 +12,7 @@ pub mod simd;
 pub mod types;
 
 pub use error::KernelError;
-pub use matmul::{matmul, matmul_q, matmul_q_many, MatmulJob, QMatrix, QuantizedActs, MAX_JOBS};
+pub use matmul::{matmul, matmul_q, matmul_q_many, matmul_q_many_with, MatmulJob, QMatrix, QuantizedActs, MAX_JOBS};
 pub use pool::ThreadPool;
 pub use quants::{dequantize_row, quantize_row};
 pub use simd::cpu_features;

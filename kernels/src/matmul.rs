@@ -237,10 +237,18 @@ struct Plan<'a> {
 /// arithmetic is the same as in a lone [`matmul_q`], so results do not depend on grouping.
 /// Up to [`MAX_JOBS`] jobs share a dispatch (more are run in groups); nothing is allocated.
 pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize) {
+    matmul_q_many_with(pool, jobs, n_tokens, true);
+}
+
+/// [`matmul_q_many`], choosing whether batches of 16+ tokens may take the AMX tiles. Their sums
+/// run in another order than the one-token and 8-token kernels, so with `amx` a row's bits depend
+/// on how many tokens share its call; without it every row's arithmetic is the same at any
+/// batch size (what a server batching independent requests needs).
+pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize, amx: bool) {
     if jobs.len() > MAX_JOBS {
         let (head, tail) = jobs.split_at_mut(MAX_JOBS);
-        matmul_q_many(pool, head, n_tokens);
-        matmul_q_many(pool, tail, n_tokens);
+        matmul_q_many_with(pool, head, n_tokens, amx);
+        matmul_q_many_with(pool, tail, n_tokens, amx);
         return;
     }
     let mut plans: [Option<Plan>; MAX_JOBS] = [None, None, None, None];
@@ -256,9 +264,9 @@ pub fn matmul_q_many(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: usize)
         }
         let rb = w.row_bytes();
         #[cfg(target_arch = "x86_64")]
-        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| n_tokens >= AMX_MIN_TOKENS && simd::amx::available());
+        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| amx && n_tokens >= AMX_MIN_TOKENS && simd::amx::available());
         #[cfg(not(target_arch = "x86_64"))]
-        let amx: Option<()> = None;
+        let amx: Option<()> = amx.then_some(()).filter(|_| false);
         let chunk = if n_tokens == 1 {
             // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
             w.rows.div_ceil(pool.n_threads() * 4).max(16)
@@ -461,6 +469,41 @@ mod tests {
             check(ty, 37, 512, 21, &pool);
             if !ty.is_k_quant() {
                 check(ty, 19, 640, 40, &pool);
+            }
+        }
+    }
+
+    /// Without AMX a token's outputs are the same bits alone or in a batch of 21 (the
+    /// scheduler's guarantee); with it, the batch agrees to rounding.
+    #[test]
+    fn rows_do_not_depend_on_batch_size_without_amx() {
+        let pool = ThreadPool::new(2);
+        let (rows, cols, n) = (40, 512, 21);
+        let mut seed = 9u64;
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
+            let rb = ty.row_bytes(cols).unwrap();
+            let mut wq = vec![0u8; rb * rows];
+            for r in 0..rows {
+                let v: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+                quantize_row(ty, &v, &mut wq[r * rb..(r + 1) * rb]).unwrap();
+            }
+            let w = QMatrix::new(ty, &wq, rows, cols).unwrap();
+            let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut seed)).collect();
+            let mut acts = QuantizedActs::new();
+            acts.quantize(&pool, ty.vec_dot_type(), &x, n, cols);
+            let (mut exact, mut fast) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
+            matmul_q_many_with(&pool, &mut [MatmulJob { w, qx: &acts, y: &mut exact }], n, false);
+            matmul_q_many_with(&pool, &mut [MatmulJob { w, qx: &acts, y: &mut fast }], n, true);
+            let mut one = QuantizedActs::new();
+            for t in 0..n {
+                one.quantize(&pool, ty.vec_dot_type(), &x[t * cols..(t + 1) * cols], 1, cols);
+                let mut y1 = vec![f32::NAN; rows];
+                matmul_q_many_with(&pool, &mut [MatmulJob { w, qx: &one, y: &mut y1 }], 1, false);
+                for r in 0..rows {
+                    let (e, f) = (exact[t * rows + r], fast[t * rows + r]);
+                    assert_eq!(e.to_bits(), y1[r].to_bits(), "{ty} t{t} r{r}: batched {e} vs alone {}", y1[r]);
+                    assert!((e - f).abs() <= 1e-4 * (1.0 + e.abs()), "{ty} t{t} r{r}: {e} vs AMX {f}");
+                }
             }
         }
     }

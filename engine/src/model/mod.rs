@@ -177,14 +177,23 @@ impl Model {
     }
 
     /// One forward pass over a batch of sequences; appends one row per output to `out`
-    /// (`n_vocab` logits, or `n_embd` hidden values for [`OutputKind::Hidden`]).
+    /// (`n_vocab` logits, or `n_embd` hidden values for [`OutputKind::Hidden`]). Each row's
+    /// arithmetic is the same whatever else shares the batch (no AMX tiles), so a sequence gets
+    /// the same bits alone or batched with others: what the [`crate::Scheduler`] relies on.
     pub fn forward(&self, seqs: &mut [SeqInput], kind: OutputKind, out: &mut Vec<f32>) -> Result<()> {
+        self.forward_with(seqs, kind, out, false)
+    }
+
+    fn forward_with(&self, seqs: &mut [SeqInput], kind: OutputKind, out: &mut Vec<f32>, amx: bool) -> Result<()> {
         let mut ex = self.exec();
+        ex.s.acts.amx = amx;
         self.arch.forward(self.gguf.data(), &mut ex, seqs, kind, out)
     }
 
     /// Evaluates `tokens` on `cache` in chunks of [`MAX_BATCH`]; appends logits of every
-    /// position (`Outputs::All`) or of the last one to `out`.
+    /// position (`Outputs::All`) or of the last one to `out`. One sequence alone, so prompt
+    /// chunks of 16+ tokens take the AMX tiles where the CPU has them (their last bits differ
+    /// from a token-by-token evaluation's, as llama.cpp's batched and single-token paths do).
     pub fn eval(&self, cache: &mut KvCache, tokens: &[u32], outputs: Outputs, kind: OutputKind, out: &mut Vec<f32>) -> Result<()> {
         let chunks: Vec<&[u32]> = tokens.chunks(MAX_BATCH).collect();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -192,7 +201,7 @@ impl Model {
             let outputs = if outputs == Outputs::All || last { outputs } else { Outputs::Last };
             let mut scratch = Vec::new();
             let sink = if outputs == Outputs::All || last { &mut *out } else { &mut scratch };
-            self.forward(&mut [SeqInput { cache, tokens: chunk, outputs }], kind, sink)?;
+            self.forward_with(&mut [SeqInput { cache, tokens: chunk, outputs }], kind, sink, true)?;
         }
         Ok(())
     }

@@ -110,7 +110,7 @@ impl Gemma3 {
         let q_scale = 1.0 / (hd as f32).sqrt();
         {
             let s = &mut ex.s;
-            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.o, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow), (&mut s.gate, ff), (&mut s.up, ff)] {
+            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow), (&mut s.gate, ff), (&mut s.up, ff)] {
                 grow(buf, n * w);
             }
         }
@@ -131,23 +131,23 @@ impl Gemma3 {
             let Exec { pool, s } = ex;
             (s.q, s.k, s.v) = (q, k, v);
             // attn_out → post_attention_norm → sa = o + h   (kept in x)
-            s.acts.matmul(pool, data, &l.wo, &attn, n, &mut s.o);
+            s.acts.matmul(pool, data, &l.wo, &attn, n, &mut s.xn);
             s.attn = attn;
             for r in 0..n {
-                rms_norm(&mut s.o[r * e..(r + 1) * e], &l.post_attn_norm, hp.eps);
+                rms_norm(&mut s.xn[r * e..(r + 1) * e], &l.post_attn_norm, hp.eps);
             }
-            add_in_place(&mut s.x[..n * e], &s.o[..n * e]);
+            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
             // ffn_norm → GELU-tanh gated FFN → post_ffw_norm → h = f + sa
             for r in 0..n {
                 rms_norm_into(&mut s.xn[r * e..(r + 1) * e], &s.x[r * e..(r + 1) * e], &l.ffn_norm, hp.eps);
             }
             s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.gate, &mut s.gate[..]), (&l.up, &mut s.up[..])]);
             gated(&mut s.gate[..n * ff], &s.up[..n * ff], gelu_tanh);
-            s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.o);
+            s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.xn);
             for r in 0..n {
-                rms_norm(&mut s.o[r * e..(r + 1) * e], &l.post_ffw_norm, hp.eps);
+                rms_norm(&mut s.xn[r * e..(r + 1) * e], &l.post_ffw_norm, hp.eps);
             }
-            add_in_place(&mut s.x[..n * e], &s.o[..n * e]);
+            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
         }
         steps::finish(data, ex, seqs, &self.output_norm, hp.eps, &self.output, kind, out);
         Ok(())

@@ -83,7 +83,7 @@ impl Llama {
         let (qw, kw, vw, ow) = (hp.q_width(), hp.k_width(), hp.v_width(), hp.n_head * hp.head_dim_v);
         {
             let s = &mut ex.s;
-            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.o, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow), (&mut s.gate, ff), (&mut s.up, ff)] {
+            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow), (&mut s.gate, ff), (&mut s.up, ff)] {
                 grow(buf, n * w);
             }
         }
@@ -107,17 +107,17 @@ impl Llama {
             let Exec { pool, s } = ex;
             (s.q, s.k, s.v) = (q, k, v);
             // attn_out: o = Wo · attn; h += o
-            s.acts.matmul(pool, data, &l.wo, &attn, n, &mut s.o);
+            s.acts.matmul(pool, data, &l.wo, &attn, n, &mut s.xn);
             s.attn = attn;
-            add_in_place(&mut s.x[..n * e], &s.o[..n * e]);
+            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
             // ffn: h += W_down · (silu(W_gate·x) ⊙ W_up·x), x = rms_norm(h) · ffn_norm
             for r in 0..n {
                 rms_norm_into(&mut s.xn[r * e..(r + 1) * e], &s.x[r * e..(r + 1) * e], &l.ffn_norm, hp.eps);
             }
             s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.gate, &mut s.gate[..]), (&l.up, &mut s.up[..])]);
             gated(&mut s.gate[..n * ff], &s.up[..n * ff], silu);
-            s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.o);
-            add_in_place(&mut s.x[..n * e], &s.o[..n * e]);
+            s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.xn);
+            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
         }
         steps::finish(data, ex, seqs, &self.output_norm, hp.eps, &self.output, kind, out);
         Ok(())

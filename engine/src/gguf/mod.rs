@@ -178,6 +178,18 @@ impl GgufFile {
     }
 
     /// Metadata in file order.
+    /// Drops the array values whose key starts with `prefix` (their lookups then report a
+    /// missing key) and gives their memory back: [`crate::Model`] does it for
+    /// `tokenizer.ggml.` once its tokenizer holds its own copy (6.8 MB of gemma3's 262,144-token
+    /// vocabulary). Returns how many entries went.
+    pub fn forget_arrays(&mut self, prefix: &str) -> usize {
+        let before = self.metadata.len();
+        self.metadata.retain(|(k, v)| !(k.starts_with(prefix) && matches!(v, Value::Array(_))));
+        self.metadata.shrink_to_fit();
+        self.key_index = self.metadata.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+        before - self.metadata.len()
+    }
+
     pub fn metadata(&self) -> &[(String, Value)] {
         &self.metadata
     }

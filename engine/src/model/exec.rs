@@ -42,12 +42,12 @@ impl SeqInput<'_> {
 #[derive(Default)]
 pub struct Scratch {
     pub x: Vec<f32>,     // [n][n_embd]   residual stream
-    pub xn: Vec<f32>,    // [n][n_embd]   normed input of a block
+    pub xn: Vec<f32>,    // [n][n_embd]   normed input of a block; then its output (wo, down),
+                         //               once the input is quantized, before the residual add
     pub q: Vec<f32>,     // [n][n_head·head_dim]
     pub k: Vec<f32>,     // [n][n_head_kv·head_dim]
     pub v: Vec<f32>,     // [n][n_head_kv·head_dim_v]
     pub attn: Vec<f32>,  // [n][n_head·head_dim_v]
-    pub o: Vec<f32>,     // [n][n_embd]   block output before the residual add
     pub gate: Vec<f32>,  // [n][n_ff]
     pub up: Vec<f32>,    // [n][n_ff]
     pub rows: Vec<f32>,  // [n_out][n_embd] rows that produce output

@@ -70,7 +70,7 @@ pub struct Tokenizer {
     special_cache: Vec<u32>,
     /// Concatenated non-special pieces; token `i` is `pieces[offsets[i]..offsets[i + 1]]`.
     pieces: Vec<u8>,
-    piece_offsets: Vec<usize>,
+    piece_offsets: Vec<u32>,
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
@@ -217,7 +217,7 @@ impl Tokenizer {
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         let i = id as usize;
         match (self.piece_offsets.get(i), self.piece_offsets.get(i + 1)) {
-            (Some(&a), Some(&b)) => &self.pieces[a..b],
+            (Some(&a), Some(&b)) => &self.pieces[a as usize..b as usize],
             _ => b"",
         }
     }
@@ -303,8 +303,10 @@ impl Tokenizer {
         offsets.push(0);
         for id in 0..n as u32 {
             decode::push_piece(self, id, &mut pieces)?;
-            offsets.push(pieces.len());
+            let end = u32::try_from(pieces.len()).map_err(|_| TokenizerError::Metadata(format!("token texts exceed 4 GiB at token {id}")))?;
+            offsets.push(end);
         }
+        pieces.shrink_to_fit();
         self.pieces = pieces;
         self.piece_offsets = offsets;
         Ok(())

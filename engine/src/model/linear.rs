@@ -1,6 +1,6 @@
 //! Weights as views into the memory-mapped GGUF file, and the matrix products over them.
 
-use kiln_kernels::{matmul_q_many_with, GgmlType, MatmulJob, QMatrix, QuantizedActs, ThreadPool, MAX_JOBS};
+use kiln_kernels::{matmul_q_many, GgmlType, MatmulJob, QMatrix, QuantizedActs, ThreadPool, MAX_JOBS};
 
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
@@ -91,9 +91,6 @@ const EMPTY: QMatrix<'static> = QMatrix { ty: GgmlType::F32, data: &[], rows: 0,
 pub struct ActSet {
     slots: Vec<(GgmlType, QuantizedActs)>,
     valid: Vec<bool>,
-    /// Whether prompt batches may use the AMX tiles (see `kiln_kernels::matmul_q_many_with`):
-    /// set per forward pass by `Model`.
-    pub amx: bool,
 }
 
 impl ActSet {
@@ -131,7 +128,7 @@ impl ActSet {
             jobs[i] = Some(MatmulJob { w: w.matrix(data), qx: &slots[slot[i]].1, y: &mut y[..n * rows] });
         }
         let mut list: [MatmulJob; MAX_JOBS] = jobs.map(|j| j.unwrap_or(MatmulJob { w: EMPTY, qx: &slots[0].1, y: &mut [] }));
-        matmul_q_many_with(pool, &mut list[..k], n, self.amx);
+        matmul_q_many(pool, &mut list[..k], n);
     }
 
     pub fn matmul(&mut self, pool: &ThreadPool, data: &[u8], w: &Linear, x: &[f32], n: usize, y: &mut [f32]) {

@@ -79,7 +79,7 @@ impl Model {
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Arc<Model>> {
         let t0 = Instant::now();
         let path = path.as_ref();
-        let gguf = GgufFile::open_with(path, opts.weights)?;
+        let mut gguf = GgufFile::open_with(path, opts.weights)?;
         let architecture = gguf.get_str("general.architecture")?.to_string();
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let n_vocab = tokenizer.vocab_size();
@@ -109,6 +109,9 @@ impl Model {
             threads,
             architecture,
         };
+        // The tokenizer holds its own vocabulary; `show` and the API read metadata from the file.
+        gguf.forget_arrays("tokenizer.ggml.");
+        trim_heap();
         Ok(Arc::new(Model {
             gguf,
             info,
@@ -178,22 +181,16 @@ impl Model {
 
     /// One forward pass over a batch of sequences; appends one row per output to `out`
     /// (`n_vocab` logits, or `n_embd` hidden values for [`OutputKind::Hidden`]). Each row's
-    /// arithmetic is the same whatever else shares the batch (no AMX tiles), so a sequence gets
-    /// the same bits alone or batched with others: what the [`crate::Scheduler`] relies on.
+    /// arithmetic is the same whatever else shares the batch (every kernel path sums in the same
+    /// order), so a sequence gets the same bits alone or batched: the [`crate::Scheduler`]
+    /// relies on it.
     pub fn forward(&self, seqs: &mut [SeqInput], kind: OutputKind, out: &mut Vec<f32>) -> Result<()> {
-        self.forward_with(seqs, kind, out, false)
-    }
-
-    fn forward_with(&self, seqs: &mut [SeqInput], kind: OutputKind, out: &mut Vec<f32>, amx: bool) -> Result<()> {
         let mut ex = self.exec();
-        ex.s.acts.amx = amx;
         self.arch.forward(self.gguf.data(), &mut ex, seqs, kind, out)
     }
 
     /// Evaluates `tokens` on `cache` in chunks of [`MAX_BATCH`]; appends logits of every
-    /// position (`Outputs::All`) or of the last one to `out`. One sequence alone, so prompt
-    /// chunks of 16+ tokens take the AMX tiles where the CPU has them (their last bits differ
-    /// from a token-by-token evaluation's, as llama.cpp's batched and single-token paths do).
+    /// position (`Outputs::All`) or of the last one to `out`.
     pub fn eval(&self, cache: &mut KvCache, tokens: &[u32], outputs: Outputs, kind: OutputKind, out: &mut Vec<f32>) -> Result<()> {
         let chunks: Vec<&[u32]> = tokens.chunks(MAX_BATCH).collect();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -201,7 +198,7 @@ impl Model {
             let outputs = if outputs == Outputs::All || last { outputs } else { Outputs::Last };
             let mut scratch = Vec::new();
             let sink = if outputs == Outputs::All || last { &mut *out } else { &mut scratch };
-            self.forward_with(&mut [SeqInput { cache, tokens: chunk, outputs }], kind, sink, true)?;
+            self.forward(&mut [SeqInput { cache, tokens: chunk, outputs }], kind, sink)?;
         }
         Ok(())
     }
@@ -232,6 +229,19 @@ impl Model {
         let inv = 1.0 / tokens.len() as f32;
         mean.iter_mut().for_each(|m| *m *= inv);
         Ok(mean)
+    }
+}
+
+/// Hands the heap pages freed while loading (the parser's and tokenizer's temporaries, the
+/// dropped metadata arrays) back to the OS, so they don't count in RSS for the model's lifetime.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only returns free memory to the OS.
+        unsafe { malloc_trim(0) };
     }
 }
 

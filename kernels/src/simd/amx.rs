@@ -189,15 +189,23 @@ impl Kind {
 struct Scratch {
     /// [row tile][k/4][16 rows] u32: the weight quants as bytes, in B-tile layout.
     panel: Vec<u32>,
-    /// [row tile][k/sub][16 rows]: the scale of each tile product (d·scale for K-quants).
+    /// Legacy: [row tile][block][16 rows] d of each block. K-quants: [row tile][block][2][16]
+    /// (d, −dmin for Q4_K; d, 0 for Q6_K).
     scale: Vec<f32>,
-    /// [row tile][bias term][16 rows]: what multiplies each activation bias term (Q4_K:
-    /// −dmin·min against scaled bsums, Q6_K: −32·d·scale, Q4_1: m against Q8_1's s).
+    /// Legacy Q4_1: [row tile][block][16 rows] m.
     bias: Vec<f32>,
+    /// K-quants: [row tile][block][sub-block][16 rows] the integer sub-block scales.
+    iscale: Vec<i32>,
+    /// K-quants: [row tile][block][pair][16 rows] two i16 per lane: (min, min) of two adjacent
+    /// sub-blocks for Q4_K, (scale, scale) of two adjacent 16-element groups for Q6_K.
+    pairs: Vec<u32>,
     /// [activation block][16 tokens]: the activation scale d of each token of the group.
     act_d: Vec<f32>,
-    /// [bias term][16 tokens]: the activation bias terms of each token of the group.
+    /// Legacy Q4_1: [block][16 tokens] Q8_1's s.
     act_bias: Vec<f32>,
+    /// K-quants: [block][pair][16 tokens] two i16 bsums matching `pairs` (Q4_K: sums of the
+    /// two 16-groups of a sub-block; Q6_K: the 16-groups themselves).
+    act_pairs: Vec<u32>,
 }
 
 thread_local! {
@@ -210,35 +218,48 @@ fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
     }
 }
 
+/// i16 pairs in a u32 lane, as `vpdpwssd` reads them.
+fn pair(lo: i32, hi: i32) -> u32 {
+    (lo as i16 as u16 as u32) | ((hi as i16 as u16 as u32) << 16)
+}
+
+/// One row tile's packing targets (see [`Scratch`]).
+struct Pack<'a> {
+    panel: &'a mut [u32],
+    scale: &'a mut [f32],
+    bias: &'a mut [f32],
+    iscale: &'a mut [i32],
+    pairs: &'a mut [u32],
+}
+
 /// Writes row `n` of a row tile: the quants of every block as bytes in B-tile layout, plus the
-/// per-tile-product scales and the bias weights.
-fn pack_row(kind: Kind, row: &[u8], n: usize, panel: &mut [u32], scale: &mut [f32], bias: &mut [f32]) {
+/// scales and bias terms the epilogue needs.
+fn pack_row(kind: Kind, row: &[u8], n: usize, p: &mut Pack) {
     let (be, bb) = (kind.block_elems(), kind.block_bytes());
     let mut q = [0u8; QK_K];
     for blk in 0..row.len() / bb {
         let bytes = &row[blk * bb..(blk + 1) * bb];
-        let sc = &mut scale[blk * (be / kind.sub()) * ROWS..];
         match kind {
             Kind::Q4K => {
                 let b: &BlockQ4K = bytemuck::from_bytes(bytes);
-                let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
                 for c in 0..4 {
                     for l in 0..32 {
                         q[64 * c + l] = b.qs[32 * c + l] & 0xF;
                         q[64 * c + 32 + l] = b.qs[32 * c + l] >> 4;
                     }
                 }
-                let bi = &mut bias[blk * 16 * ROWS..];
-                for j in 0..8 {
-                    let (s, m) = get_scale_min_k4(j, &b.scales);
-                    sc[j * ROWS + n] = d * s as f32;
-                    bi[2 * j * ROWS + n] = -dmin * m as f32;
-                    bi[(2 * j + 1) * ROWS + n] = -dmin * m as f32;
+                let sm: [(u8, u8); 8] = std::array::from_fn(|j| get_scale_min_k4(j, &b.scales));
+                for (j, &(sc, _)) in sm.iter().enumerate() {
+                    p.iscale[(blk * 8 + j) * ROWS + n] = sc as i32;
                 }
+                for i in 0..4 {
+                    p.pairs[(blk * 8 + i) * ROWS + n] = pair(sm[2 * i].1 as i32, sm[2 * i + 1].1 as i32);
+                }
+                p.scale[(blk * 2) * ROWS + n] = b.d.to_f32();
+                p.scale[(blk * 2 + 1) * ROWS + n] = -b.dmin.to_f32();
             }
             Kind::Q6K => {
                 let b: &BlockQ6K = bytemuck::from_bytes(bytes);
-                let d = b.d.to_f32();
                 for half in 0..2 {
                     for l in 0..32 {
                         let (lo0, lo1, hi) = (b.ql[64 * half + l], b.ql[64 * half + 32 + l], b.qh[32 * half + l]);
@@ -249,11 +270,13 @@ fn pack_row(kind: Kind, row: &[u8], n: usize, panel: &mut [u32], scale: &mut [f3
                         q[e + 96] = (lo1 >> 4) | (((hi >> 6) & 3) << 4);
                     }
                 }
-                let bi = &mut bias[blk * 16 * ROWS..];
-                for g in 0..16 {
-                    sc[g * ROWS + n] = d * b.scales[g] as f32;
-                    bi[g * ROWS + n] = -32.0 * d * b.scales[g] as f32;
+                for (g, &sc) in b.scales.iter().enumerate() {
+                    p.iscale[(blk * 16 + g) * ROWS + n] = sc as i32;
                 }
+                for i in 0..8 {
+                    p.pairs[(blk * 8 + i) * ROWS + n] = pair(b.scales[2 * i] as i32, b.scales[2 * i + 1] as i32);
+                }
+                p.scale[(blk * 2) * ROWS + n] = b.d.to_f32();
             }
             Kind::Q4_0 => {
                 let b: &BlockQ4_0 = bytemuck::from_bytes(bytes);
@@ -261,7 +284,7 @@ fn pack_row(kind: Kind, row: &[u8], n: usize, panel: &mut [u32], scale: &mut [f3
                     q[l] = ((b.qs[l] & 0xF) as i8 - 8) as u8;
                     q[l + 16] = ((b.qs[l] >> 4) as i8 - 8) as u8;
                 }
-                sc[n] = b.d.to_f32();
+                p.scale[blk * ROWS + n] = b.d.to_f32();
             }
             Kind::Q4_1 => {
                 let b: &BlockQ4_1 = bytemuck::from_bytes(bytes);
@@ -269,8 +292,8 @@ fn pack_row(kind: Kind, row: &[u8], n: usize, panel: &mut [u32], scale: &mut [f3
                     q[l] = b.qs[l] & 0xF;
                     q[l + 16] = b.qs[l] >> 4;
                 }
-                sc[n] = b.d.to_f32();
-                bias[blk * ROWS + n] = b.m.to_f32();
+                p.scale[blk * ROWS + n] = b.d.to_f32();
+                p.bias[blk * ROWS + n] = b.m.to_f32();
             }
             Kind::Q5_0 => {
                 let b: &BlockQ5_0 = bytemuck::from_bytes(bytes);
@@ -281,17 +304,17 @@ fn pack_row(kind: Kind, row: &[u8], n: usize, panel: &mut [u32], scale: &mut [f3
                     q[l] = (lo as i8 - 16) as u8;
                     q[l + 16] = (hi as i8 - 16) as u8;
                 }
-                sc[n] = b.d.to_f32();
+                p.scale[blk * ROWS + n] = b.d.to_f32();
             }
             Kind::Q8_0 => {
                 let b: &BlockQ8_0 = bytemuck::from_bytes(bytes);
                 for (q, &v) in q.iter_mut().zip(&b.qs) {
                     *q = v as u8;
                 }
-                sc[n] = b.d.to_f32();
+                p.scale[blk * ROWS + n] = b.d.to_f32();
             }
         }
-        let dst = &mut panel[blk * (be / 4) * ROWS..];
+        let dst = &mut p.panel[blk * (be / 4) * ROWS..];
         for (w, four) in q[..be].chunks_exact(4).enumerate() {
             dst[w * ROWS + n] = u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
         }
@@ -307,45 +330,64 @@ fn act_scalar(acts: &[u8], off: usize, f16: bool) -> f32 {
     }
 }
 
+/// Q8_K bsum `g` of the block at `off`.
+fn act_bsum(acts: &[u8], off: usize, g: usize) -> i32 {
+    let at = off + 4 + QK_K + 2 * g;
+    i16::from_le_bytes([acts[at], acts[at + 1]]) as i32
+}
+
 /// `y[t·y_stride + r] = Σ_c W[r][c]·x[t][c]` for the `n_rows` rows of `w` (`rb` bytes each,
 /// `cols` columns of `kind` blocks) and the `n_tokens` activation rows of `acts` (`act_rb`
-/// bytes each; for the K-quants, their scaled bsums in `aux`, 16 per block and token).
+/// bytes each). Every row gets the same bits as from the one-token and tile kernels: exact
+/// integer block sums, then the same float steps in the same order.
 ///
 /// # Safety
 /// [`available`] must be true and `Kind::of(ty, cols)` gave `kind`; `y` must be writable at
 /// `t·y_stride + r` for every t < n_tokens, r < n_rows; `w` must hold n_rows·rb bytes, `acts`
-/// n_tokens·act_rb, and for K-quants `aux` cols/16·n_tokens.
+/// n_tokens·act_rb.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul(kind: Kind, w: &[u8], rb: usize, n_rows: usize, cols: usize, acts: &[u8], act_rb: usize, aux: &[f32], n_tokens: usize, y: *mut f32, y_stride: usize) {
+pub unsafe fn matmul(kind: Kind, w: &[u8], rb: usize, n_rows: usize, cols: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
     let (ab, aq) = kind.act_block();
     let nb = cols / kind.block_elems();
     let n_act_blocks = cols / if kind.k_quant() { QK_K } else { 32 };
     debug_assert!(rb == nb * kind.block_bytes() && act_rb == n_act_blocks * ab);
     debug_assert!(w.len() >= n_rows * rb && acts.len() >= n_tokens * act_rb);
-    let n_bias = kind.bias_group().map_or(0, |g| cols / g);
+    let (kq, nsub) = (kind.k_quant(), QK_K / kind.sub());
     SCRATCH.with(|s| {
         let Ok(mut s) = s.try_borrow_mut() else { return };
         let s = &mut *s;
         let tiles = n_rows.div_ceil(ROWS);
-        let (panel_len, scale_len, bias_len) = (cols / 4 * ROWS, cols / kind.sub() * ROWS, n_bias * ROWS);
+        let panel_len = cols / 4 * ROWS;
+        let scale_len = if kq { nb * 2 * ROWS } else { nb * ROWS };
+        let bias_len = if kind == Kind::Q4_1 { nb * ROWS } else { 0 };
+        let (iscale_len, pairs_len) = if kq { (nb * nsub * ROWS, nb * 8 * ROWS) } else { (0, 0) };
         grow(&mut s.panel, tiles * panel_len);
         grow(&mut s.scale, tiles * scale_len);
         grow(&mut s.bias, tiles * bias_len);
+        grow(&mut s.iscale, tiles * iscale_len);
+        grow(&mut s.pairs, tiles * pairs_len);
         grow(&mut s.act_d, n_act_blocks * TOKENS);
-        grow(&mut s.act_bias, n_bias * TOKENS);
+        grow(&mut s.act_bias, if kind == Kind::Q4_1 { n_act_blocks * TOKENS } else { 0 });
+        grow(&mut s.act_pairs, if kq { nb * 8 * TOKENS } else { 0 });
         for tile in 0..tiles {
-            let panel = &mut s.panel[tile * panel_len..(tile + 1) * panel_len];
-            let scale = &mut s.scale[tile * scale_len..(tile + 1) * scale_len];
-            let bias = &mut s.bias[tile * bias_len..(tile + 1) * bias_len];
+            let mut p = Pack {
+                panel: &mut s.panel[tile * panel_len..(tile + 1) * panel_len],
+                scale: &mut s.scale[tile * scale_len..(tile + 1) * scale_len],
+                bias: &mut s.bias[tile * bias_len..(tile + 1) * bias_len],
+                iscale: &mut s.iscale[tile * iscale_len..(tile + 1) * iscale_len],
+                pairs: &mut s.pairs[tile * pairs_len..(tile + 1) * pairs_len],
+            };
             let live = (n_rows - tile * ROWS).min(ROWS);
             if live < ROWS {
-                panel.fill(0);
-                scale.fill(0.0);
-                bias.fill(0.0);
+                p.panel.fill(0);
+                p.scale.fill(0.0);
+                p.bias.fill(0.0);
+                p.iscale.fill(0);
+                p.pairs.fill(0);
             }
             for n in 0..live {
                 let r = tile * ROWS + n;
-                pack_row(kind, &w[r * rb..(r + 1) * rb], n, panel, scale, bias);
+                pack_row(kind, &w[r * rb..(r + 1) * rb], n, &mut p);
             }
         }
         let mut loaded = 0;
@@ -360,28 +402,39 @@ pub unsafe fn matmul(kind: Kind, w: &[u8], rb: usize, n_rows: usize, cols: usize
             for t in 0..TOKENS {
                 let row = (t < nt).then(|| (t0 + t) * act_rb);
                 for blk in 0..n_act_blocks {
-                    s.act_d[blk * TOKENS + t] = row.map_or(0.0, |r| act_scalar(acts, r + blk * ab, !kind.k_quant()));
+                    s.act_d[blk * TOKENS + t] = row.map_or(0.0, |r| act_scalar(acts, r + blk * ab, !kq));
                 }
-                match kind.bias_group() {
-                    Some(16) => {
-                        for g in 0..n_bias {
-                            s.act_bias[g * TOKENS + t] = if t < nt { aux[(t0 + t) * n_bias + g] } else { 0.0 };
+                if kind == Kind::Q4_1 {
+                    for blk in 0..n_act_blocks {
+                        s.act_bias[blk * TOKENS + t] = row.map_or(0.0, |r| act_scalar(acts, r + blk * ab + 2, true));
+                    }
+                }
+                if kq {
+                    for blk in 0..nb {
+                        let bs = |g: usize| row.map_or(0, |r| act_bsum(acts, r + blk * ab, g));
+                        for i in 0..8 {
+                            s.act_pairs[(blk * 8 + i) * TOKENS + t] = match kind {
+                                // Pairs of sub-block sums (two 16-groups each): 4 per block.
+                                Kind::Q4K if i < 4 => pair(bs(4 * i) + bs(4 * i + 1), bs(4 * i + 2) + bs(4 * i + 3)),
+                                Kind::Q4K => 0,
+                                _ => pair(bs(2 * i), bs(2 * i + 1)),
+                            };
                         }
                     }
-                    Some(_) => {
-                        for blk in 0..n_bias {
-                            s.act_bias[blk * TOKENS + t] = row.map_or(0.0, |r| act_scalar(acts, r + blk * ab + 2, true));
-                        }
-                    }
-                    None => {}
                 }
             }
             let a = acts.as_ptr().add(t0 * act_rb + aq);
             for tile in 0..tiles {
                 let live = (n_rows - tile * ROWS).min(ROWS);
-                let p = Panel { q: &s.panel[tile * panel_len..], scale: &s.scale[tile * scale_len..], bias: &s.bias[tile * bias_len..] };
-                let out = if kind.k_quant() {
-                    tile_group_k(kind, a, act_rb, nb, &p, &s.act_d, &s.act_bias)
+                let p = Panel {
+                    q: &s.panel[tile * panel_len..],
+                    scale: &s.scale[tile * scale_len..],
+                    bias: &s.bias[tile * bias_len..],
+                    iscale: &s.iscale[tile * iscale_len..],
+                    pairs: &s.pairs[tile * pairs_len..],
+                };
+                let out = if kq {
+                    tile_group_k(kind, a, act_rb, nb, &p, &s.act_d, &s.act_pairs)
                 } else {
                     tile_group_legacy(kind, a, act_rb, ab, nb, &p, &s.act_d, &s.act_bias)
                 };
@@ -400,19 +453,24 @@ struct Panel<'a> {
     q: &'a [u32],
     scale: &'a [f32],
     bias: &'a [f32],
+    iscale: &'a [i32],
+    pairs: &'a [u32],
 }
 
 #[repr(C, align(64))]
 struct CBuf([[i32; 16 * TOKENS]; 16]);
 
-/// K-quants, one 16-token group against one 16-row tile: per super-block, a tile product per
-/// sub-block, each added in with its d·scale, then the bsum terms.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-unsafe fn tile_group_k(kind: Kind, a: *const u8, act_rb: usize, nb: usize, p: &Panel, act_d: &[f32], act_bias: &[f32]) -> [__m512; TOKENS] {
+/// K-quants, one 16-token group against one 16-row tile: per super-block a tile product per
+/// sub-block, then per token the exact sums s = Σ scale·C_j (vpmulld) and m = Σ min·bsum
+/// (Q4_K) or o = Σ scale·bsum (Q6_K) (vpdpwssd), and the float steps of
+/// `avx512::k_quant_step` / `q6_k_step`, lane by lane.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+unsafe fn tile_group_k(kind: Kind, a: *const u8, act_rb: usize, nb: usize, p: &Panel, act_d: &[f32], act_pairs: &[u32]) -> [__m512; TOKENS] {
     let mut c = CBuf([[0; 16 * TOKENS]; 16]);
     let mut acc = [_mm512_setzero_ps(); TOKENS];
     let sub = kind.sub();
     let nsub = QK_K / sub;
+    let npairs = if kind == Kind::Q4K { 4 } else { 8 };
     for blk in 0..nb {
         let ab = a.add(blk * std::mem::size_of::<BlockQ8K>());
         let pb = p.q.as_ptr().add(blk * (QK_K / 4) * ROWS) as *const u8;
@@ -420,18 +478,28 @@ unsafe fn tile_group_k(kind: Kind, a: *const u8, act_rb: usize, nb: usize, p: &P
             let (aj, bj, cj) = (ab.add(j * sub), pb.add(j * sub * ROWS), c.0[j].as_mut_ptr());
             pair_su(aj, sub, act_rb, bj, sub * ROWS, cj);
         }
-        let sc = p.scale.as_ptr().add(blk * nsub * ROWS);
-        let bi = p.bias.as_ptr().add(blk * 16 * ROWS);
+        let sc = p.iscale.as_ptr().add(blk * nsub * ROWS);
+        let wp = p.pairs.as_ptr().add(blk * 8 * ROWS);
+        let d = _mm512_loadu_ps(p.scale.as_ptr().add(blk * 2 * ROWS));
+        let dm = _mm512_loadu_ps(p.scale.as_ptr().add((blk * 2 + 1) * ROWS));
         for (t, acc) in acc.iter_mut().enumerate() {
-            let mut s = _mm512_setzero_ps();
+            let mut s = _mm512_setzero_si512();
             for j in 0..nsub {
-                let v = _mm512_cvtepi32_ps(_mm512_load_si512(c.0[j].as_ptr().add(16 * t) as *const __m512i));
-                s = _mm512_fmadd_ps(v, _mm512_loadu_ps(sc.add(j * ROWS)), s);
+                let v = _mm512_load_si512(c.0[j].as_ptr().add(16 * t) as *const __m512i);
+                s = _mm512_add_epi32(s, _mm512_mullo_epi32(v, _mm512_loadu_si512(sc.add(j * ROWS) as *const __m512i)));
             }
-            *acc = _mm512_fmadd_ps(s, _mm512_set1_ps(*act_d.get_unchecked(blk * TOKENS + t)), *acc);
-            for g in 0..16 {
-                let w = _mm512_loadu_ps(bi.add(g * ROWS));
-                *acc = _mm512_fmadd_ps(w, _mm512_set1_ps(*act_bias.get_unchecked((blk * 16 + g) * TOKENS + t)), *acc);
+            let mut m = _mm512_setzero_si512();
+            for i in 0..npairs {
+                let bs = _mm512_set1_epi32(*act_pairs.get_unchecked((blk * 8 + i) * TOKENS + t) as i32);
+                m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(wp.add(i * ROWS) as *const __m512i), bs);
+            }
+            let d8 = _mm512_set1_ps(*act_d.get_unchecked(blk * TOKENS + t));
+            if kind == Kind::Q4K {
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), d), d8, *acc);
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(m), dm), d8, *acc);
+            } else {
+                let t32 = _mm512_sub_epi32(s, _mm512_slli_epi32(m, 5));
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t32), d), d8, *acc);
             }
         }
     }

@@ -18,20 +18,6 @@ pub unsafe fn fp16(h: Half) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(u16::from_le_bytes(h.0) as i16)))
 }
 
-/// f16 broadcast to 16 f32 lanes.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-pub unsafe fn fp16x16(h: Half) -> __m512 {
-    _mm512_cvtph_ps(_mm256_set1_epi16(u16::from_le_bytes(h.0) as i16))
-}
-
-/// f16 broadcast to 8 f32 lanes (every lane written: no false dependency).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn fp16x8(h: Half) -> __m256 {
-    _mm256_cvtph_ps(_mm_set1_epi16(u16::from_le_bytes(h.0) as i16))
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn hsum256(v: __m256) -> f32 {
@@ -66,6 +52,16 @@ pub unsafe fn dot_u8i8_vnni(a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
 }
 
+/// Σ of the eight i32 lanes (exact, wrapping like any i32 sum).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn hsum_i32x8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    _mm_cvtsi128_si32(s)
+}
+
 /// |x| and sign(y, x): turns a signed·signed dot into u8·i8 (valid since Q8 never holds −128).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -93,30 +89,26 @@ pub unsafe fn bytes_from_bits_32(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
-/// Runs `$body` (an expression giving (products as f32x8, scale f32x8)) over block pairs
-/// `($a, $b)` of `$x`, `$y` with two accumulators, unrolled by 2 so consecutive blocks' FMAs
-/// are independent. Evaluates to the summed f32x8.
-macro_rules! pair_loop {
+/// The legacy block step on every path (dot, tile, mat-vec and the AMX epilogue), so a row's
+/// bits do not depend on which path or batch computed it: `c` is the block's exact integer dot,
+/// and acc += (c·d_w)·d_x (a rounded product, then an FMA), block after block in order.
+#[inline(always)]
+pub fn legacy_step(acc: f32, c: i32, dw: f32, dx: f32) -> f32 {
+    (c as f32 * dw).mul_add(dx, acc)
+}
+
+/// Runs `$body` (an expression giving (exact block dot, d_w, d_x)) over the blocks `($a, $b)`
+/// of `$x`, `$y` in order through [`legacy_step`]. Evaluates to the sum.
+macro_rules! block_loop {
     ($x:expr, $y:expr, |$a:ident, $b:ident| $body:expr) => {{
         let (x, y) = ($x, $y);
-        let n = x.len().min(y.len());
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        while i + 1 < n {
+        let mut acc = 0f32;
+        for i in 0..x.len().min(y.len()) {
             let ($a, $b) = (x.get_unchecked(i), y.get_unchecked(i));
-            let (p0, d0) = $body;
-            acc0 = _mm256_fmadd_ps(p0, d0, acc0);
-            let ($a, $b) = (x.get_unchecked(i + 1), y.get_unchecked(i + 1));
-            let (p1, d1) = $body;
-            acc1 = _mm256_fmadd_ps(p1, d1, acc1);
-            i += 2;
+            let (c, dw, dx) = $body;
+            acc = legacy_step(acc, c, dw, dx);
         }
-        if i < n {
-            let ($a, $b) = (x.get_unchecked(i), y.get_unchecked(i));
-            let (p0, d0) = $body;
-            acc0 = _mm256_fmadd_ps(p0, d0, acc0);
-        }
-        _mm256_add_ps(acc0, acc1)
+        acc
     }};
 }
 
@@ -138,43 +130,26 @@ macro_rules! for_token_count {
     };
 }
 
-/// The multi-token form of `pair_loop`: the weight block is prepared once (`$prep`), then
-/// each token's (products, scale) go into that token's own even/odd accumulators, exactly as
-/// `pair_loop` would for it alone, so a token's result does not depend on its tile mates.
-macro_rules! pair_tile {
+/// The multi-token form of `block_loop`: the weight block is prepared once (`$prep`), then
+/// each token's (exact dot, d_w, d_x) goes through [`legacy_step`] into that token's own
+/// accumulator, exactly as `block_loop` would for it alone.
+macro_rules! block_tile {
     ($x:expr, $ys:expr, $out:expr, |$a:ident| $prep:expr, |$w:ident, $b:ident| $body:expr) => {{
         let (x, ys, out) = ($x, $ys, $out);
-        // A constant token count lets the compiler unroll the token loops and keep every
-        // accumulator in a register; each token count gets its own copy.
+        // A constant token count lets the compiler unroll the token loop; each count gets a copy.
         macro_rules! run {
             ($nt:literal) => {{
-                let mut acc0 = [_mm256_setzero_ps(); $nt];
-                let mut acc1 = [_mm256_setzero_ps(); $nt];
-                // Block i of the row against every token, into one set of accumulators.
-                macro_rules! step {
-                    ($i:expr, $acc:ident) => {{
-                        let $a = x.get_unchecked($i);
-                        let $w = $prep;
-                        for k in 0..$nt {
-                            let $b = ys[k].get_unchecked($i);
-                            let (p, d) = $body;
-                            $acc[k] = _mm256_fmadd_ps(p, d, $acc[k]);
-                        }
-                    }};
+                let mut acc = [0f32; $nt];
+                for i in 0..x.len() {
+                    let $a = x.get_unchecked(i);
+                    let $w = $prep;
+                    for k in 0..$nt {
+                        let $b = ys[k].get_unchecked(i);
+                        let (c, dw, dx) = $body;
+                        acc[k] = legacy_step(acc[k], c, dw, dx);
+                    }
                 }
-                let n = x.len();
-                let mut i = 0;
-                while i + 1 < n {
-                    step!(i, acc0);
-                    step!(i + 1, acc1);
-                    i += 2;
-                }
-                if i < n {
-                    step!(i, acc0);
-                }
-                for k in 0..$nt {
-                    out[k] = hsum256(_mm256_add_ps(acc0[k], acc1[k]));
-                }
+                out[..$nt].copy_from_slice(&acc);
             }};
         }
         for_token_count!(ys.len().min(out.len()), run)
@@ -199,32 +174,28 @@ macro_rules! legacy_kernels {
         use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
 
         /// One Q8_0 activation block against 32 signed weight bytes `qa` with scale `dw`:
-        /// (the eight partial sums as f32, dw·dy). Shared by the dot, tile and mat-vec paths of
-        /// Q8_0, Q4_0 and Q5_0, which is what keeps their results bit-identical.
+        /// (exact dot, dw, d_x) for [`legacy_step`]. Shared by the dot, tile and mat-vec paths
+        /// of Q8_0, Q4_0 and Q5_0.
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn signed_term(qa: __m256i, dw: __m256, b: &BlockQ8_0) -> (__m256, __m256) {
+        unsafe fn signed_term(qa: __m256i, dw: f32, b: &BlockQ8_0) -> (i32, f32, f32) {
             let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
             let (ua, sb) = abs_sign(qa, qb);
-            (_mm256_cvtepi32_ps($dot(ua, sb)), _mm256_mul_ps(dw, fp16x8(b.d)))
+            (hsum_i32x8($dot(ua, sb)), dw, fp16(b.d))
         }
 
         /// Callers must have checked the features (see `simd::detect`).
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q8_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ8_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
-            hsum256(pair_loop!(x, y, |a, b| {
-                signed_term(_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16x8(a.d), b)
-            }))
+            block_loop!(x, y, |a, b| signed_term(_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16(a.d), b))
         }
 
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q4_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
             let off = _mm256_set1_epi8(8);
-            hsum256(pair_loop!(x, y, |a, b| {
-                signed_term(_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16x8(a.d), b)
-            }))
+            block_loop!(x, y, |a, b| signed_term(_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16(a.d), b))
         }
 
         #[target_feature(enable = $features)]
@@ -232,30 +203,24 @@ macro_rules! legacy_kernels {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ5_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
             let off = _mm256_set1_epi8(16);
             let bit = _mm256_set1_epi8(0x10);
-            hsum256(pair_loop!(x, y, |a, b| {
+            block_loop!(x, y, |a, b| {
                 let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
-                signed_term(_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16x8(a.d), b)
-            }))
+                signed_term(_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16(a.d), b)
+            })
         }
 
-        /// Σ d·dy·(q·y) + m·s. (d, m) and (dy, s) are adjacent halves in both blocks, so one
-        /// 32-bit load and one conversion each give [d, m]·[dy, s] = [d·dy, m·s].
+        /// Σ per block: legacy_step(c, d, dy), then acc += m·s (Q8_1's s = dy·Σy).
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q4_1_q8_1(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_1>(x), cast_or_none::<BlockQ8_1>(y)) else { return f32::NAN };
-            let mut acc = _mm256_setzero_ps();
-            let mut accm = _mm_setzero_ps();
+            let mut acc = 0f32;
             for (a, b) in x.iter().zip(y) {
-                let qa = nibbles_j_j16(a.qs.as_ptr());
                 let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let p = _mm256_cvtepi32_ps($dot(qa, qb));
-                let wdm = _mm_cvtph_ps(_mm_loadu_si32(a as *const BlockQ4_1 as *const u8));
-                let yds = _mm_cvtph_ps(_mm_loadu_si32(b as *const BlockQ8_1 as *const u8));
-                let prod = _mm_mul_ps(wdm, yds);
-                acc = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(prod), acc);
-                accm = _mm_add_ps(accm, prod);
+                let c = hsum_i32x8($dot(nibbles_j_j16(a.qs.as_ptr()), qb));
+                acc = legacy_step(acc, c, fp16(a.d), fp16(b.d));
+                acc = fp16(a.m).mul_add(fp16(b.s), acc);
             }
-            hsum256(acc) + _mm_cvtss_f32(_mm_movehdup_ps(accm))
+            acc
         }
 
         /// Tiles: one weight row against up to 8 activation rows (prefill), per token the
@@ -264,7 +229,7 @@ macro_rules! legacy_kernels {
         pub unsafe fn tile_q8_0_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             let Some(x) = cast_or_none::<BlockQ8_0>(x) else { return out.fill(f32::NAN) };
             let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
-            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16x8(a.d)), |w, b| signed_term(w.0, w.1, b))
+            block_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), fp16(a.d)), |w, b| signed_term(w.0, w.1, b))
         }
 
         #[target_feature(enable = $features)]
@@ -272,7 +237,7 @@ macro_rules! legacy_kernels {
             let Some(x) = cast_or_none::<BlockQ4_0>(x) else { return out.fill(f32::NAN) };
             let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
             let off = _mm256_set1_epi8(8);
-            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16x8(a.d)), |w, b| signed_term(w.0, w.1, b))
+            block_tile!(x, &rows[..ys.len().min(8)], out, |a| (_mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), off), fp16(a.d)), |w, b| signed_term(w.0, w.1, b))
         }
 
         #[target_feature(enable = $features)]
@@ -281,9 +246,9 @@ macro_rules! legacy_kernels {
             let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
             let off = _mm256_set1_epi8(16);
             let bit = _mm256_set1_epi8(0x10);
-            pair_tile!(x, &rows[..ys.len().min(8)], out, |a| {
+            block_tile!(x, &rows[..ys.len().min(8)], out, |a| {
                 let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
-                (_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16x8(a.d))
+                (_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16(a.d))
             }, |w, b| signed_term(w.0, w.1, b))
         }
 
@@ -291,27 +256,22 @@ macro_rules! legacy_kernels {
         pub unsafe fn tile_q4_1_q8_1(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             let Some(x) = cast_or_none::<BlockQ4_1>(x) else { return out.fill(f32::NAN) };
             let Some(rows) = cast_rows::<BlockQ8_1>(ys, x.len()) else { return out.fill(f32::NAN) };
-            // Constant token counts so the accumulators stay in registers (see pair_tile).
+            // Constant token counts so the accumulators stay in registers (see block_tile).
             macro_rules! run {
                 ($nt:literal) => {{
-                    let mut acc = [_mm256_setzero_ps(); $nt];
-                    let mut accm = [_mm_setzero_ps(); $nt];
+                    let mut acc = [0f32; $nt];
                     for (i, a) in x.iter().enumerate() {
                         let qa = nibbles_j_j16(a.qs.as_ptr());
-                        let wdm = _mm_cvtph_ps(_mm_loadu_si32(a as *const BlockQ4_1 as *const u8));
+                        let (dw, mw) = (fp16(a.d), fp16(a.m));
                         for k in 0..$nt {
                             let b = rows[k].get_unchecked(i);
                             let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                            let p = _mm256_cvtepi32_ps($dot(qa, qb));
-                            let yds = _mm_cvtph_ps(_mm_loadu_si32(b as *const BlockQ8_1 as *const u8));
-                            let prod = _mm_mul_ps(wdm, yds);
-                            acc[k] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(prod), acc[k]);
-                            accm[k] = _mm_add_ps(accm[k], prod);
+                            let c = hsum_i32x8($dot(qa, qb));
+                            acc[k] = legacy_step(acc[k], c, dw, fp16(b.d));
+                            acc[k] = mw.mul_add(fp16(b.s), acc[k]);
                         }
                     }
-                    for k in 0..$nt {
-                        out[k] = hsum256(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(accm[k]));
-                    }
+                    out[..$nt].copy_from_slice(&acc);
                 }};
             }
             for_token_count!(ys.len().min(out.len()), run)
@@ -319,22 +279,118 @@ macro_rules! legacy_kernels {
     };
 }
 
-/// Mat-vec over consecutive rows with one of a module's dot kernels (see `simd::MatvecRowsFn`),
-/// inside one target-feature function, prefetching the weights ahead.
+/// Lane k = Σ of the eight i32 lanes of `v[k]` (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn hsum_i32x8x8(v: &[__m256i; 8]) -> __m256i {
+    let t0 = _mm256_hadd_epi32(v[0], v[1]);
+    let t1 = _mm256_hadd_epi32(v[2], v[3]);
+    let t2 = _mm256_hadd_epi32(v[4], v[5]);
+    let t3 = _mm256_hadd_epi32(v[6], v[7]);
+    let u0 = _mm256_hadd_epi32(t0, t1);
+    let u1 = _mm256_hadd_epi32(t2, t3);
+    _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31))
+}
+
+/// Mat-vec over consecutive rows (see `simd::MatvecRowsFn`), inside one target-feature
+/// function, prefetching the weights ahead: eight rows at a time with one row per lane (the
+/// per-block integer dots of eight rows reduced together, then [`legacy_step`] lane-wise, the
+/// same bits as the one-row dot), the remainder through the dot kernel.
 macro_rules! legacy_rows {
-    ($features:literal, $($rows:ident => $dot:ident),*) => {$(
+    ($features:literal, $dot8:ident, $($rows:ident => $dot:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, $signed:literal, $bias:literal);*) => {$(
         #[target_feature(enable = $features)]
         pub unsafe fn $rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
-            // SAFETY (closure): runs inside this function, with its features.
-            crate::matmul::for_each_row(w, rb, out, |row| unsafe { $dot(row, y) })
+            let Some(yb) = cast_or_none::<$y>(y) else { return out.fill(f32::NAN) };
+            let nb = yb.len();
+            if rb != nb * std::mem::size_of::<$w>() {
+                return out.fill(f32::NAN);
+            }
+            // SAFETY (closures): they run inside this function, with its features.
+            let eight = |rows: &[u8]| unsafe {
+                let r: [&[$w]; 8] = std::array::from_fn(|k| cast_or_none::<$w>(&rows[k * rb..(k + 1) * rb]).unwrap_or(&[]));
+                if r.iter().any(|r| r.len() != nb) {
+                    return [f32::NAN; 8];
+                }
+                let mut acc = _mm256_setzero_ps();
+                for (i, b) in yb.iter().enumerate() {
+                    let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                    let c: [__m256i; 8] = std::array::from_fn(|k| {
+                        let $a = r[k].get_unchecked(i);
+                        let qa = $prep;
+                        if $signed {
+                            let (ua, sb) = abs_sign(qa, qb);
+                            $dot8(ua, sb)
+                        } else {
+                            $dot8(qa, qb)
+                        }
+                    });
+                    let d = |k: usize| u16::from_le_bytes(r[k].get_unchecked(i).d.0) as i16;
+                    let dw = _mm256_cvtph_ps(_mm_set_epi16(d(7), d(6), d(5), d(4), d(3), d(2), d(1), d(0)));
+                    let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
+                    acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, dw), _mm256_set1_ps(fp16(b.d)), acc);
+                    if $bias {
+                        let m = |k: usize| u16::from_le_bytes(bias_of(r[k].get_unchecked(i)).0) as i16;
+                        let mw = _mm256_cvtph_ps(_mm_set_epi16(m(7), m(6), m(5), m(4), m(3), m(2), m(1), m(0)));
+                        acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(fp16(bias_of_y(b))), acc);
+                    }
+                }
+                let mut o = [0f32; 8];
+                _mm256_storeu_ps(o.as_mut_ptr(), acc);
+                o
+            };
+            crate::matmul::for_each_row_group::<8>(w, rb, out, eight, |row| unsafe { $dot(row, y) })
         }
     )*};
 }
 
+/// Q4_1's m and Q8_1's s for the 8-row kernel; other block types have no bias term.
+trait Bias {
+    fn bias(&self) -> Half;
+}
+impl Bias for crate::quants::BlockQ4_1 {
+    fn bias(&self) -> Half {
+        self.m
+    }
+}
+impl Bias for crate::quants::BlockQ4_0 {
+    fn bias(&self) -> Half {
+        Half::ZERO
+    }
+}
+impl Bias for crate::quants::BlockQ5_0 {
+    fn bias(&self) -> Half {
+        Half::ZERO
+    }
+}
+impl Bias for crate::quants::BlockQ8_0 {
+    fn bias(&self) -> Half {
+        Half::ZERO
+    }
+}
+impl Bias for crate::quants::BlockQ8_1 {
+    fn bias(&self) -> Half {
+        self.s
+    }
+}
+#[inline(always)]
+fn bias_of<B: Bias>(b: &B) -> Half {
+    b.bias()
+}
+#[inline(always)]
+fn bias_of_y<B: Bias>(b: &B) -> Half {
+    b.bias()
+}
+
 /// Legacy kernels with 256-bit VNNI.
 pub mod vnni {
-    legacy_rows!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-        rows_q4_0 => vec_dot_q4_0_q8_0, rows_q4_1 => vec_dot_q4_1_q8_1, rows_q5_0 => vec_dot_q5_0_q8_0, rows_q8_0 => vec_dot_q8_0_q8_0);
+    legacy_rows!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dot_u8i8_vnni,
+        rows_q4_0 => vec_dot_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
+        rows_q4_1 => vec_dot_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
+        rows_q5_0 => vec_dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
+            let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
+            _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
+        }, true, false;
+        rows_q8_0 => vec_dot_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
     legacy_kernels!(dot_u8i8_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 }
 

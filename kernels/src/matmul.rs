@@ -195,6 +195,7 @@ impl<T> SyncPtr<T> {
 }
 
 /// Fewest tokens for which the AMX tiles (when present) take a product.
+#[cfg(target_arch = "x86_64")]
 const AMX_MIN_TOKENS: usize = 16;
 /// Tokens per prefill tile (weights of a row are read once per tile).
 const TILE_TOKENS: usize = 8;
@@ -357,6 +358,7 @@ pub(crate) fn for_each_row(w: &[u8], rb: usize, out: &mut [f32], mut f: impl FnM
 /// results (kernels that interleave several rows' dependency chains, or keep one row per vector
 /// lane); the remainder goes through `f1`.
 #[inline(always)]
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn for_each_row_group<const G: usize>(w: &[u8], rb: usize, out: &mut [f32], mut fg: impl FnMut(&[u8]) -> [f32; G], f1: impl FnMut(&[u8]) -> f32) {
     let end = out.len() * rb;
     let Some(w) = w.get(..end) else { return out.fill(f32::NAN) };

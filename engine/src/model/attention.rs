@@ -44,67 +44,23 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
     let (hd, hdv) = (sh.head_dim, sh.head_dim_v);
     let out_ptr = SharedMut(out.as_mut_ptr());
     assert!(out.len() >= n_tok * sh.n_head * hdv && q.len() >= n_tok * sh.n_head * hd);
+    let group = sh.n_head / sh.n_kv_head.max(1);
+    // The AVX-512 kernel takes a token and the query heads sharing one KV head (each key and
+    // value row widened from f16 once for all of them); one head per item for a single token,
+    // so decode still spreads over the threads. The others take one head per item.
     #[cfg(target_arch = "x86_64")]
-    if let Some(kernel) = x512::kernel(sh) {
-        return grouped(pool, cache, layer, start, n_tok, q, out_ptr, sh, kernel);
-    }
-    let items = n_tok * sh.n_head;
-    let avx2 = has_avx2();
-    pool.run(|t, nt| {
-        // Capture the whole wrapper (Sync), not its raw-pointer field.
-        #[allow(clippy::redundant_locals)]
-        let out_ptr = out_ptr;
-        SCORES.with(|buf| {
-            let mut scores = buf.borrow_mut();
-            let mut item = t;
-            while item < items {
-                let (i, h) = (item / sh.n_head, item % sh.n_head);
-                let qh = &q[i * sh.n_head * hd + h * hd..][..hd];
-                // SAFETY: every (i, h) item writes its own disjoint hdv-wide slice of `out`.
-                let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(i * sh.n_head * hdv + h * hdv), hdv) };
-                let pos = start + i;
-                let first = sh.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                if scores.len() < pos + 1 - first {
-                    scores.resize(pos + 1 - first, 0.0);
-                }
-                let item_ctx = Item { cache, layer, kvh: h / (sh.n_head / sh.n_kv_head), first, pos, sh };
-                #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    // SAFETY: AVX2 and FMA were detected at run time.
-                    unsafe { attend_avx2(&item_ctx, qh, &mut scores, o) };
-                    item += nt;
-                    continue;
-                }
-                let _ = avx2;
-                attend(&item_ctx, qh, &mut scores, o, dot, axpy);
-                item += nt;
-            }
-        });
-    });
-}
-
-/// The AVX-512 path: one work item is a token and the query heads that share one KV head
-/// (each key and value row is widened from f16 once for all of them); for a single token,
-/// one head per item, so decode still spreads over the threads.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn grouped(
-    pool: &ThreadPool,
-    cache: &KvCache,
-    layer: usize,
-    start: usize,
-    n_tok: usize,
-    q: &[f32],
-    out_ptr: SharedMut,
-    sh: &AttnShape,
-    kernel: x512::Kernel,
-) {
-    let (hd, hdv) = (sh.head_dim, sh.head_dim_v);
-    let group = sh.n_head / sh.n_kv_head;
-    let per = if n_tok == 1 { 1 } else { group };
+    let wide = x512::kernel(sh);
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide: Option<Kernel> = None;
+    let (kernel, per): (Kernel, usize) = match wide {
+        Some(k) => (k, if n_tok == 1 { 1 } else { group }),
+        None if has_avx2() => (attend_one_avx2, 1),
+        None => (attend_one, 1),
+    };
     let per_tok = sh.n_head / per;
     let items = n_tok * per_tok;
     pool.run(|t, nt| {
+        // Capture the whole wrapper (Sync), not its raw-pointer field.
         #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         SCORES.with(|buf| {
@@ -120,26 +76,30 @@ fn grouped(
                 }
                 let qh = &q[(i * sh.n_head + h0) * hd..][..per * hd];
                 // SAFETY: every (token, head range) item writes its own disjoint slice of `out`.
-                let o = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out_ptr.0.add((i * sh.n_head + h0) * hdv),
-                        per * hdv,
-                    )
-                };
-                let it = Item {
-                    cache,
-                    layer,
-                    kvh: h0 / group,
-                    first,
-                    pos,
-                    sh,
-                };
-                // SAFETY: `x512::kernel` only hands out kernels when AVX-512F, FMA and F16C exist.
+                let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((i * sh.n_head + h0) * hdv), per * hdv) };
+                let it = Item { cache, layer, kvh: h0 / group, first, pos, sh };
+                // SAFETY: each kernel is chosen only where its CPU features were detected.
                 unsafe { kernel(&it, qh, per, &mut scores[..need], o) };
                 item += nt;
             }
         });
     });
+}
+
+/// (item, q of `heads` heads, heads, scores [heads][n], out [heads][hdv]).
+type Kernel = unsafe fn(&Item, &[f32], usize, &mut [f32], &mut [f32]);
+
+/// One head, portable.
+unsafe fn attend_one(it: &Item, q: &[f32], _heads: usize, scores: &mut [f32], o: &mut [f32]) {
+    attend(it, q, scores, o, dot, axpy)
+}
+
+/// One head with F16C widening; only chosen when AVX2, FMA and F16C were detected.
+unsafe fn attend_one_avx2(it: &Item, q: &[f32], _heads: usize, scores: &mut [f32], o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    attend_avx2(it, q, scores, o);
+    #[cfg(not(target_arch = "x86_64"))]
+    attend(it, q, scores, o, dot, axpy)
 }
 
 struct Item<'a> {
@@ -276,11 +236,8 @@ mod f16x86 {
 /// every head of the item, softmax, then Σ p·v accumulated in registers and scaled by 1/Σp.
 #[cfg(target_arch = "x86_64")]
 mod x512 {
-    use super::{exp, Item};
+    use super::{exp, Item, Kernel};
     use std::arch::x86_64::*;
-
-    /// (item, q of `heads` heads, heads, scores [heads][n], out [heads][hdv]).
-    pub type Kernel = unsafe fn(&Item, &[f32], usize, &mut [f32], &mut [f32]);
 
     pub fn kernel(sh: &super::AttnShape) -> Option<Kernel> {
         let ok = std::is_x86_feature_detected!("avx512f")

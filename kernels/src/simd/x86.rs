@@ -329,9 +329,9 @@ macro_rules! legacy_rows {
                     let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
                     acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, dw), _mm256_set1_ps(fp16(b.d)), acc);
                     if $bias {
-                        let m = |k: usize| u16::from_le_bytes(bias_of(r[k].get_unchecked(i)).0) as i16;
+                        let m = |k: usize| u16::from_le_bytes(r[k].get_unchecked(i).bias().0) as i16;
                         let mw = _mm256_cvtph_ps(_mm_set_epi16(m(7), m(6), m(5), m(4), m(3), m(2), m(1), m(0)));
-                        acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(fp16(bias_of_y(b))), acc);
+                        acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(fp16(b.bias())), acc);
                     }
                 }
                 let mut o = [0f32; 8];
@@ -371,14 +371,6 @@ impl Bias for crate::quants::BlockQ8_1 {
     fn bias(&self) -> Half {
         self.s
     }
-}
-#[inline(always)]
-fn bias_of<B: Bias>(b: &B) -> Half {
-    b.bias()
-}
-#[inline(always)]
-fn bias_of_y<B: Bias>(b: &B) -> Half {
-    b.bias()
 }
 
 /// Legacy kernels with 256-bit VNNI.

@@ -322,8 +322,11 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
 /// tokens/s: no prefetch → L1 hint 1.5 KiB ahead: gemma-3-270m 48.5 → 62.8, synthetic 1.1B
 /// 23.2 → 27.2, SmolLM2 104 → 200; L1 hint 1.5 KiB → L2 hint 4 KiB (interleaved runs): gemma
 /// 62.8 → 73.3, 1.1B 27.2 → 27.3, SmolLM2 200 → 212. L1/L2/L3/NTA hints and 512 B–16 KiB tried;
-/// NTA is far worse, and L1 prefetches stall on the fill buffers.
-const PREFETCH_BYTES: usize = 4096;
+/// NTA is far worse, and L1 prefetches stall on the fill buffers. On huge pages (no TLB miss
+/// per 4 KiB) the best distance is shorter: `kiln bench -p 16 -n 128`, tg, 4096 → 2048 B:
+/// 1.1B 29.6 → 33.0, gemma 75.0 → 73.8, SmolLM2 177 → 178 (1024: 32.4 / 72.8 / 157; 3072:
+/// 32.1 / 76.5 / 184; 8192: 1.1B 29.3).
+const PREFETCH_BYTES: usize = 2048;
 
 /// Asks for the cache lines of `data[from..to]` (clipped to `data`) into L2; no effect on results.
 #[inline(always)]

@@ -43,8 +43,6 @@ pub struct QuantizedActs {
     row_bytes: usize,
     /// u64 storage keeps every row 8-byte aligned (Q8_K rows are 292·k bytes, a multiple of 4).
     buf: Vec<u64>,
-    /// Q8_K only: `q8_k::scaled_bsums` per row, [n_tokens][blocks·16], for the tile kernels.
-    aux: Vec<f32>,
 }
 
 impl Default for QuantizedActs {
@@ -58,7 +56,7 @@ const PAR_QUANT_MIN: usize = 1 << 16;
 
 impl QuantizedActs {
     pub fn new() -> Self {
-        QuantizedActs { ty: GgmlType::F32, n_tokens: 0, cols: 0, row_bytes: 0, buf: Vec::new(), aux: Vec::new() }
+        QuantizedActs { ty: GgmlType::F32, n_tokens: 0, cols: 0, row_bytes: 0, buf: Vec::new() }
     }
 
     pub fn ty(&self) -> GgmlType {
@@ -84,15 +82,6 @@ impl QuantizedActs {
         &bytemuck::cast_slice::<u64, u8>(&self.buf)[..self.n_tokens * self.row_bytes]
     }
 
-    /// Scaled bsums of row `t` (empty unless the type is Q8_K).
-    pub fn aux_row(&self, t: usize) -> &[f32] {
-        if self.ty != GgmlType::Q8_K {
-            return &[];
-        }
-        let n = 16 * self.cols / crate::types::QK_K;
-        &self.aux[t * n..(t + 1) * n]
-    }
-
     /// x: [n_tokens][cols] f32. Quantizes for `vec_dot_ty` (threaded over the pool when large).
     /// `cols` must be a multiple of the type's block size and x.len() >= n_tokens·cols.
     pub fn quantize(&mut self, pool: &ThreadPool, vec_dot_ty: GgmlType, x: &[f32], n_tokens: usize, cols: usize) {
@@ -113,38 +102,23 @@ impl QuantizedActs {
         self.n_tokens = n_tokens;
         self.cols = cols;
         self.row_bytes = row_bytes;
-        let aux_n = if vec_dot_ty == GgmlType::Q8_K { 16 * cols / crate::types::QK_K } else { 0 };
-        if self.aux.len() < aux_n * n_tokens {
-            self.aux.resize(aux_n * n_tokens, 0.0);
-        }
         let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.buf)[..row_bytes * n_tokens];
-        let aux = &mut self.aux[..aux_n * n_tokens];
-        let one = |xr: &[f32], qr: &mut [u8], ar: &mut [f32]| {
-            quantize_act_row(vec_dot_ty, xr, qr);
-            if !ar.is_empty() {
-                if let Ok(b) = bytemuck::try_cast_slice::<u8, BlockQ8K>(qr) {
-                    quants::q8_k::scaled_bsums(b, ar);
-                }
-            }
-        };
         if n_tokens * cols < PAR_QUANT_MIN || pool.n_threads() == 1 || n_tokens == 1 {
             for t in 0..n_tokens {
-                one(&x[t * cols..(t + 1) * cols], &mut bytes[t * row_bytes..(t + 1) * row_bytes], &mut aux[t * aux_n..(t + 1) * aux_n]);
+                quantize_act_row(vec_dot_ty, &x[t * cols..(t + 1) * cols], &mut bytes[t * row_bytes..(t + 1) * row_bytes]);
             }
             return;
         }
         let out = SyncPtr(bytes.as_mut_ptr());
-        let auxp = SyncPtr(aux.as_mut_ptr());
         let next = AtomicUsize::new(0);
         pool.run(|_, _| loop {
             let t = next.fetch_add(1, Ordering::Relaxed);
             if t >= n_tokens {
                 break;
             }
-            // SAFETY: each token row (and its aux row) is claimed by exactly one thread.
+            // SAFETY: each token row is claimed by exactly one thread.
             let qr = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * row_bytes), row_bytes) };
-            let ar = unsafe { std::slice::from_raw_parts_mut(auxp.get().add(t * aux_n), aux_n) };
-            one(&x[t * cols..(t + 1) * cols], qr, ar);
+            quantize_act_row(vec_dot_ty, &x[t * cols..(t + 1) * cols], qr);
         });
     }
 }
@@ -378,15 +352,15 @@ pub(crate) fn for_each_row_group<const G: usize>(w: &[u8], rb: usize, out: &mut 
 fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize) {
     let (rows, rb) = (p.w.rows, p.rb);
     if n_tokens == 1 {
-        let (act, aux) = (qx.row(0), qx.aux_row(0));
+        let act = qx.row(0);
         // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
         let out = unsafe { std::slice::from_raw_parts_mut(p.y.get().add(r0), r1 - r0) };
         let w = &p.w.data[r0 * rb..r1 * rb];
         match (p.rows, p.tile) {
-            (Some(f), _) => f(w, rb, act, aux, out),
+            (Some(f), _) => f(w, rb, act, out),
             (None, Some(f)) => for_each_row(w, rb, out, |wr| {
                 let mut o = [0f32; 1];
-                f(wr, &[act], &[aux], &mut o);
+                f(wr, &[act], &mut o);
                 o[0]
             }),
             (None, None) => for_each_row(w, rb, out, |wr| (p.dot)(wr, act)),
@@ -409,15 +383,13 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
     for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
         let nt = TILE_TOKENS.min(n_tokens - t0);
         let mut ys: [&[u8]; TILE_TOKENS] = [&[]; TILE_TOKENS];
-        let mut aux: [&[f32]; TILE_TOKENS] = [&[]; TILE_TOKENS];
-        for k in 0..nt {
-            ys[k] = qx.row(t0 + k);
-            aux[k] = qx.aux_row(t0 + k);
+        for (k, y) in ys.iter_mut().enumerate().take(nt) {
+            *y = qx.row(t0 + k);
         }
         for r in r0..r1 {
             let wr = &p.w.data[r * rb..(r + 1) * rb];
             match p.tile {
-                Some(f) => f(wr, &ys[..nt], &aux[..nt], &mut out[..nt]),
+                Some(f) => f(wr, &ys[..nt], &mut out[..nt]),
                 None => {
                     for k in 0..nt {
                         out[k] = (p.dot)(wr, ys[k]);

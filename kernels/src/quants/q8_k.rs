@@ -42,13 +42,3 @@ pub fn quantize_row_q8_k_ref(x: &[f32], y: &mut [BlockQ8K]) {
     }
 }
 
-/// Per block, the 16 group sums pre-scaled by the block's d: `out[16i + g] = d_i·bsums_i[g]`.
-/// Shared by every row of a product, this lets the K-quant kernels fold their min/offset term
-/// in with one FMA per block.
-pub fn scaled_bsums(x: &[BlockQ8K], out: &mut [f32]) {
-    for (b, o) in x.iter().zip(out.chunks_exact_mut(16)) {
-        for (o, &s) in o.iter_mut().zip(&b.bsums) {
-            *o = b.d * s as f32;
-        }
-    }
-}

@@ -28,10 +28,10 @@ pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
 pub fn tile_fn(ty: GgmlType) -> Option<super::VecDotTileFn> {
     Some(match ty {
         // SAFETY (all): handed out only when AVX2/FMA/F16C were detected.
-        GgmlType::Q8_0 => |x, ys, _, out| unsafe { super::x86::plain::tile_q8_0_q8_0(x, ys, out) },
-        GgmlType::Q4_0 => |x, ys, _, out| unsafe { super::x86::plain::tile_q4_0_q8_0(x, ys, out) },
-        GgmlType::Q5_0 => |x, ys, _, out| unsafe { super::x86::plain::tile_q5_0_q8_0(x, ys, out) },
-        GgmlType::Q4_1 => |x, ys, _, out| unsafe { super::x86::plain::tile_q4_1_q8_1(x, ys, out) },
+        GgmlType::Q8_0 => |x, ys, out| unsafe { super::x86::plain::tile_q8_0_q8_0(x, ys, out) },
+        GgmlType::Q4_0 => |x, ys, out| unsafe { super::x86::plain::tile_q4_0_q8_0(x, ys, out) },
+        GgmlType::Q5_0 => |x, ys, out| unsafe { super::x86::plain::tile_q5_0_q8_0(x, ys, out) },
+        GgmlType::Q4_1 => |x, ys, out| unsafe { super::x86::plain::tile_q4_1_q8_1(x, ys, out) },
         _ => return None,
     })
 }

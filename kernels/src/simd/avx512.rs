@@ -23,45 +23,44 @@ pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
 
 pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
     Some(match ty {
-        GgmlType::Q4_K => |x, ys, aux, out| tile::<BlockQ4K>(x, ys, aux, out, Kernels::Q4K),
-        GgmlType::Q6_K => |x, ys, aux, out| tile::<BlockQ6K>(x, ys, aux, out, Kernels::Q6K),
+        GgmlType::Q4_K => |x, ys, out| tile::<BlockQ4K>(x, ys, out, Kernels::Q4K),
+        GgmlType::Q6_K => |x, ys, out| tile::<BlockQ6K>(x, ys, out, Kernels::Q6K),
         // SAFETY (legacy): handed out only when AVX-512 BW/VL + VNNI were detected.
-        GgmlType::Q8_0 => |x, ys, _, out| unsafe { super::x86::vnni::tile_q8_0_q8_0(x, ys, out) },
-        GgmlType::Q4_0 => |x, ys, _, out| unsafe { super::x86::vnni::tile_q4_0_q8_0(x, ys, out) },
-        GgmlType::Q5_0 => |x, ys, _, out| unsafe { super::x86::vnni::tile_q5_0_q8_0(x, ys, out) },
-        GgmlType::Q4_1 => |x, ys, _, out| unsafe { super::x86::vnni::tile_q4_1_q8_1(x, ys, out) },
+        GgmlType::Q8_0 => |x, ys, out| unsafe { super::x86::vnni::tile_q8_0_q8_0(x, ys, out) },
+        GgmlType::Q4_0 => |x, ys, out| unsafe { super::x86::vnni::tile_q4_0_q8_0(x, ys, out) },
+        GgmlType::Q5_0 => |x, ys, out| unsafe { super::x86::vnni::tile_q5_0_q8_0(x, ys, out) },
+        GgmlType::Q4_1 => |x, ys, out| unsafe { super::x86::vnni::tile_q4_1_q8_1(x, ys, out) },
         _ => return None,
     })
 }
 
 pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     Some(match ty {
-        GgmlType::Q4_K => |w, rb, y, aux, out| rows::<BlockQ4K>(w, rb, y, aux, out, Kernels::Q4K),
-        GgmlType::Q6_K => |w, rb, y, aux, out| rows::<BlockQ6K>(w, rb, y, aux, out, Kernels::Q6K),
+        GgmlType::Q4_K => |w, rb, y, out| rows::<BlockQ4K>(w, rb, y, out, Kernels::Q4K),
+        GgmlType::Q6_K => |w, rb, y, out| rows::<BlockQ6K>(w, rb, y, out, Kernels::Q6K),
         // SAFETY (legacy): handed out only when AVX-512 BW/VL + VNNI were detected.
-        GgmlType::Q4_0 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q4_0(w, rb, y, out) },
-        GgmlType::Q4_1 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q4_1(w, rb, y, out) },
-        GgmlType::Q5_0 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q5_0(w, rb, y, out) },
-        GgmlType::Q8_0 => |w, rb, y, _, out| unsafe { super::x86::vnni::rows_q8_0(w, rb, y, out) },
+        GgmlType::Q4_0 => |w, rb, y, out| unsafe { super::x86::vnni::rows_q4_0(w, rb, y, out) },
+        GgmlType::Q4_1 => |w, rb, y, out| unsafe { super::x86::vnni::rows_q4_1(w, rb, y, out) },
+        GgmlType::Q5_0 => |w, rb, y, out| unsafe { super::x86::vnni::rows_q5_0(w, rb, y, out) },
+        GgmlType::Q8_0 => |w, rb, y, out| unsafe { super::x86::vnni::rows_q8_0(w, rb, y, out) },
         _ => return None,
     })
 }
 
 /// Checks the shapes once, then runs the one-token kernel row after row inside one
 /// target-feature function (no per-row dispatch), prefetching the weights ahead.
-fn rows<W: bytemuck::Pod>(w: &[u8], rb: usize, y: &[u8], aux: &[f32], out: &mut [f32], k: Kernels) {
+fn rows<W: bytemuck::Pod>(w: &[u8], rb: usize, y: &[u8], out: &mut [f32], k: Kernels) {
     let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
-    let ok = rb == yb.len() * std::mem::size_of::<W>() && aux.len() == 16 * yb.len() && w.len() >= out.len() * rb;
+    let ok = rb == yb.len() * std::mem::size_of::<W>() && w.len() >= out.len() * rb;
     let align = std::mem::align_of::<W>();
     if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
         return out.fill(f32::NAN);
     }
-    let ys = [(yb, aux)];
     // SAFETY: only handed out when AVX-512 BW/VL + VNNI were detected; shapes checked above.
     unsafe {
         match k {
-            Kernels::Q4K => rows_q4k(w, rb, &ys, out),
-            Kernels::Q6K => rows_q6k(w, rb, &ys, out),
+            Kernels::Q4K => rows_q4k(w, rb, yb, out),
+            Kernels::Q6K => rows_q6k(w, rb, yb, out),
         }
     }
 }
@@ -72,8 +71,7 @@ fn rows<W: bytemuck::Pod>(w: &[u8], rb: usize, y: &[u8], aux: &[f32], out: &mut 
 macro_rules! rows_kernel {
     ($name:ident, $block:ty, $prep:ident, $step:expr) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        unsafe fn $name(w: &[u8], rb: usize, ys: &[(&[BlockQ8K], &[f32]); 1], out: &mut [f32]) {
-            let y = ys[0].0;
+        unsafe fn $name(w: &[u8], rb: usize, y: &[BlockQ8K], out: &mut [f32]) {
             // The caller checked length and alignment, so every row casts.
             // SAFETY (closure): runs inside this function, with its features.
             crate::matmul::for_each_row(w, rb, out, |row| unsafe {
@@ -90,23 +88,12 @@ macro_rules! rows_kernel {
 rows_kernel!(rows_q4k, BlockQ4K, prep_q4k, |acc, b: &BlockQ4K, s, m, d8| k_quant_step(acc, s, fp16(b.d), m, -fp16(b.dmin), d8));
 rows_kernel!(rows_q6k, BlockQ6K, prep_q6k, |acc, b: &BlockQ6K, s, o, d8| q6_k_step(acc, s, o, fp16(b.d), d8));
 
-/// One row · one activation row, computing the scaled bsums on the fly.
+/// One row · one activation row: the tile kernel for one token.
 fn single(x: &[u8], y: &[u8], k: Kernels) -> f32 {
-    let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return f32::NAN };
-    // Rows up to 16384 columns stay on the stack.
-    let mut stack = [0f32; 16 * 64];
-    let mut heap = Vec::new();
-    let aux: &mut [f32] = if yb.len() <= 64 {
-        &mut stack[..16 * yb.len()]
-    } else {
-        heap.resize(16 * yb.len(), 0.0);
-        &mut heap
-    };
-    crate::quants::q8_k::scaled_bsums(yb, aux);
     let mut out = [0f32; 1];
     match k {
-        Kernels::Q4K => tile::<BlockQ4K>(x, &[y], &[aux], &mut out, k),
-        Kernels::Q6K => tile::<BlockQ6K>(x, &[y], &[aux], &mut out, k),
+        Kernels::Q4K => tile::<BlockQ4K>(x, &[y], &mut out, k),
+        Kernels::Q6K => tile::<BlockQ6K>(x, &[y], &mut out, k),
     }
     out[0]
 }
@@ -119,23 +106,20 @@ enum Kernels {
 
 /// Casts the rows and runs the kernel for ys.len() (1..=TILE_MAX) tokens into out.
 /// Misaligned or mismatched activation rows give NaN (never produced by `QuantizedActs`).
-fn tile<W: bytemuck::Pod>(x: &[u8], ys: &[&[u8]], aux: &[&[f32]], out: &mut [f32], k: Kernels) {
+fn tile<W: bytemuck::Pod>(x: &[u8], ys: &[&[u8]], out: &mut [f32], k: Kernels) {
     let Some(w) = cast_or_none::<W>(x) else { return out.fill(f32::NAN) };
     let nb = w.len();
-    let mut yb: [(&[BlockQ8K], &[f32]); TILE_MAX] = [(&[], &[]); TILE_MAX];
-    for ((o, y), a) in yb.iter_mut().zip(ys).zip(aux) {
+    let mut yb: [&[BlockQ8K]; TILE_MAX] = [&[]; TILE_MAX];
+    for (o, y) in yb.iter_mut().zip(ys) {
         match cast_or_none::<BlockQ8K>(y) {
-            Some(b) if b.len() == nb && a.len() == 16 * nb => *o = (b, a),
+            Some(b) if b.len() == nb => *o = b,
             _ => return out.fill(f32::NAN),
         }
-    }
-    if ys.len() != aux.len() {
-        return out.fill(f32::NAN);
     }
     let w_bytes: &[u8] = bytemuck::cast_slice(w);
     macro_rules! run {
         ($n:literal) => {{
-            let ys: &[(&[BlockQ8K], &[f32]); $n] = match yb[..$n].try_into() {
+            let ys: &[&[BlockQ8K]; $n] = match yb[..$n].try_into() {
                 Ok(a) => a,
                 Err(_) => return,
             };
@@ -264,13 +248,13 @@ unsafe fn dot_prep(p: &Prep, y: &BlockQ8K) -> (__m512i, __m256i) {
 /// [`k_quant_step`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[(&[BlockQ8K], &[f32]); N]) -> [f32; N] {
+unsafe fn q4k<const N: usize>(x: &[BlockQ4K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
     let mut acc = [0f32; N];
     for (i, b) in x.iter().enumerate() {
         let (d, ndmin) = (fp16(b.d), -fp16(b.dmin));
         let p = prep_q4k(b);
         for t in 0..N {
-            let y = ys[t].0.get_unchecked(i);
+            let y = ys[t].get_unchecked(i);
             let (s, m) = dot_prep(&p, y);
             acc[t] = k_quant_step(acc[t], _mm512_reduce_add_epi32(s), d, hsum_i32x8(m), ndmin, y.d);
         }
@@ -290,13 +274,13 @@ pub(crate) fn k_quant_step(acc: f32, s: i32, d: f32, m: i32, dm: f32, d8: f32) -
 /// Q6_K · Q8_K for N tokens, through [`q6_k_step`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[(&[BlockQ8K], &[f32]); N]) -> [f32; N] {
+unsafe fn q6k<const N: usize>(x: &[BlockQ6K], ys: &[&[BlockQ8K]; N]) -> [f32; N] {
     let mut acc = [0f32; N];
     for (i, b) in x.iter().enumerate() {
         let d = fp16(b.d);
         let p = prep_q6k(b);
         for t in 0..N {
-            let y = ys[t].0.get_unchecked(i);
+            let y = ys[t].get_unchecked(i);
             let (s, o) = dot_prep(&p, y);
             acc[t] = q6_k_step(acc[t], _mm512_reduce_add_epi32(s), hsum_i32x8(o), d, y.d);
         }

@@ -22,13 +22,13 @@ mod tests;
 /// Dot of one weight row `x` with one activation row `y` (raw bytes, same element count).
 pub type VecDotFn = fn(x: &[u8], y: &[u8]) -> f32;
 /// `out[t] = dot(x, ys[t])` for `t < ys.len()`, 1 <= ys.len() <= 8: one weight row read once
-/// against several tokens (the prefill tile). `aux[t]` is `q8_k::scaled_bsums` of `ys[t]`.
-pub type VecDotTileFn = fn(x: &[u8], ys: &[&[u8]], aux: &[&[f32]], out: &mut [f32]);
+/// against several tokens (the prefill tile).
+pub type VecDotTileFn = fn(x: &[u8], ys: &[&[u8]], out: &mut [f32]);
 
 /// Mat-vec over consecutive rows: `out[r] = dot(w[r·rb..(r+1)·rb], y)` for `r < out.len()`,
-/// one call for a whole chunk of rows (the decode path). `aux` is `q8_k::scaled_bsums` of `y`.
+/// one call for a whole chunk of rows (the decode path).
 /// Results are bit-identical to the tile kernel with one token.
-pub type MatvecRowsFn = fn(w: &[u8], rb: usize, y: &[u8], aux: &[f32], out: &mut [f32]);
+pub type MatvecRowsFn = fn(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {

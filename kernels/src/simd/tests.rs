@@ -103,21 +103,10 @@ fn simd_tiles_match_scalar() {
                 let acts: Vec<Vec<u8>> = (0..8)
                     .map(|_| quantized(vt, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>()))
                     .collect();
-                let auxs: Vec<Vec<f32>> = acts
-                    .iter()
-                    .map(|a| {
-                        let b: Vec<crate::quants::BlockQ8K> =
-                            a.chunks_exact(292).map(bytemuck::pod_read_unaligned).collect();
-                        let mut o = vec![0f32; 16 * b.len()];
-                        crate::quants::q8_k::scaled_bsums(&b, &mut o);
-                        o
-                    })
-                    .collect();
                 for nt in 1..=8 {
                     let ys: Vec<&[u8]> = acts[..nt].iter().map(|a| a.as_slice()).collect();
-                    let aux: Vec<&[f32]> = auxs[..nt].iter().map(|a| a.as_slice()).collect();
                     let mut out = [0f32; 8];
-                    f(&w, &ys, &aux, &mut out[..nt]);
+                    f(&w, &ys, &mut out[..nt]);
                     for t in 0..nt {
                         // A token's result must not depend on its tile mates or on whether it
                         // came alone (mat-vec) or in a batch: batched serving relies on it.
@@ -144,22 +133,19 @@ fn matvec_rows_match_the_one_token_tile() {
             let w: Vec<u8> = (0..rows).flat_map(|_| quantized(ty, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>())).collect();
             let rb = w.len() / rows;
             let act = quantized(ty.vec_dot_type(), &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>());
-            let b: Vec<crate::quants::BlockQ8K> = act.chunks_exact(292).map(bytemuck::pod_read_unaligned).collect();
-            let mut aux = vec![0f32; 16 * b.len()];
-            crate::quants::q8_k::scaled_bsums(&b, &mut aux);
             let mut out = vec![0f32; rows];
-            f(&w, rb, &act, &aux, &mut out);
+            f(&w, rb, &act, &mut out);
             for r in 0..rows {
                 let mut one = [0f32; 1];
-                tile(&w[r * rb..(r + 1) * rb], &[&act], &[&aux], &mut one);
+                tile(&w[r * rb..(r + 1) * rb], &[&act], &mut one);
                 assert_eq!(out[r].to_bits(), one[0].to_bits(), "{isa:?} {ty} row {r}");
             }
             // Rows that do not match the activations give NaN, not a panic.
             let mut bad = vec![0f32; 2];
-            f(&w, rb - 2, &act, &aux, &mut bad);
+            f(&w, rb - 2, &act, &mut bad);
             assert!(bad.iter().all(|v| v.is_nan()), "{isa:?} {ty}: short rows");
             let mut bad = vec![0f32; rows + 1];
-            f(&w, rb, &act, &aux, &mut bad);
+            f(&w, rb, &act, &mut bad);
             assert!(bad.iter().all(|v| v.is_nan()), "{isa:?} {ty}: too many rows");
         }
     }

@@ -240,7 +240,10 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         #[cfg(target_arch = "x86_64")]
         let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| amx && n_tokens >= AMX_MIN_TOKENS && simd::amx::available());
         #[cfg(not(target_arch = "x86_64"))]
-        let amx: Option<()> = amx.then_some(()).filter(|_| false);
+        let amx: Option<()> = {
+            let _ = amx;
+            None
+        };
         let chunk = if n_tokens == 1 {
             // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
             w.rows.div_ceil(pool.n_threads() * 4).max(16)
@@ -248,8 +251,8 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             (CHUNK_BYTES / rb.max(1)).clamp(4, 256).min(w.rows.div_ceil(2 * pool.n_threads()))
         };
         let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
-        // Mat-vec of the legacy types runs faster through the dot kernel (same bits as its tile);
-        // the K-quant tiles take precomputed bsums and are the fast path for one token too.
+        // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
+        // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`).
         let tile = simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant());
         let rows = simd::matvec_rows_fn(w.ty).filter(|_| n_tokens == 1);
         plans[n_plans] = Some(Plan {
@@ -332,8 +335,7 @@ pub(crate) fn for_each_row(w: &[u8], rb: usize, out: &mut [f32], mut f: impl FnM
 }
 
 /// [`for_each_row`] `G` rows at a time: `fg` gets `G` consecutive rows and returns their
-/// results (kernels that interleave several rows' dependency chains, or keep one row per vector
-/// lane); the remainder goes through `f1`.
+/// results (kernels that keep one row per vector lane); the remainder goes through `f1`.
 #[inline(always)]
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn for_each_row_group<const G: usize>(w: &[u8], rb: usize, out: &mut [f32], mut fg: impl FnMut(&[u8]) -> [f32; G], f1: impl FnMut(&[u8]) -> f32) {

@@ -89,14 +89,7 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(GgufError::NotAFile { path: path.to_path_buf() });
-        }
-        if meta.len() == 0 {
-            return GgufFile::from_bytes(Vec::new());
-        }
+        let Some(file) = open_regular(path)? else { return GgufFile::from_bytes(Vec::new()) };
         // SAFETY: the map is read-only and private to this value. Another process truncating
         // the file while it is mapped would fault on access (SIGBUS); model files are treated as
         // read-only, as llama.cpp and Ollama do.
@@ -115,15 +108,9 @@ impl GgufFile {
         {
             use std::os::unix::fs::FileExt;
             let io = |source| GgufError::Io { path: path.to_path_buf(), source };
-            let file = File::open(path).map_err(io)?;
-            let meta = file.metadata().map_err(io)?;
-            if !meta.is_file() {
-                return Err(GgufError::NotAFile { path: path.to_path_buf() });
-            }
-            let len = usize::try_from(meta.len()).map_err(|_| io(std::io::Error::other("file larger than the address space")))?;
-            if len == 0 {
-                return GgufFile::from_bytes(Vec::new());
-            }
+            let Some(file) = open_regular(path)? else { return GgufFile::from_bytes(Vec::new()) };
+            let len = file.metadata().map_err(io)?.len();
+            let len = usize::try_from(len).map_err(|_| io(std::io::Error::other("file larger than the address space")))?;
             let mut anon = memmap2::MmapOptions::new().len(len).map_anon().map_err(io)?;
             // Only a hint: without it (or without THP) the copy still works, on small pages.
             let _ = anon.advise(memmap2::Advice::HugePage);
@@ -177,7 +164,6 @@ impl GgufFile {
         self.data_offset
     }
 
-    /// Metadata in file order.
     /// Drops the array values whose key starts with `prefix` (their lookups then report a
     /// missing key) and gives their memory back: [`crate::Model`] does it for
     /// `tokenizer.ggml.` once its tokenizer holds its own copy (6.8 MB of gemma3's 262,144-token
@@ -190,6 +176,7 @@ impl GgufFile {
         before - self.metadata.len()
     }
 
+    /// Metadata in file order.
     pub fn metadata(&self) -> &[(String, Value)] {
         &self.metadata
     }
@@ -315,6 +302,17 @@ impl GgufFile {
             Storage::Owned(v) => v,
         }
     }
+}
+
+/// Opens `path` for reading if it is a regular file; None when it is empty.
+fn open_regular(path: &Path) -> Result<Option<File>, GgufError> {
+    let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(GgufError::NotAFile { path: path.to_path_buf() });
+    }
+    Ok((meta.len() > 0).then_some(file))
 }
 
 fn wrong_type(key: &str, expected: &'static str, found: &Value) -> GgufError {

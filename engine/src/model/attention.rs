@@ -1,8 +1,9 @@
 //! Causal multi-head attention over the KV cache, with GQA and an optional sliding window.
 //!
-//! Each (token, head) is one work item: scores q·k for every visible position into a
-//! per-thread buffer, softmax over them, then the weighted sum of values. The inner loops
-//! are compiled twice, for AVX2+FMA (picked at run time) and for the baseline target.
+//! A work item is a token and a range of query heads: scores q·k for every visible position
+//! into a per-thread buffer, softmax over them, then the weighted sum of values. The AVX-512
+//! kernel (head sizes 64/128/256) takes all heads sharing a KV head; the AVX2+FMA and portable
+//! kernels take one head per item.
 
 use std::cell::RefCell;
 

@@ -3,10 +3,11 @@
 //!
 //! A tile product `C[16 tokens][16 rows] += A[16 tokens][k] · B[k][16 rows]` (`tdpbsud`: signed
 //! activation bytes times unsigned weight bytes, 32-bit sums) covers one K-quant sub-block
-//! (32 elements for Q4_K, 16 for Q6_K). Each sub-block has its own scale per weight row, so
-//! every sub-block's int32 tile goes to memory and the AVX-512 epilogue adds it in with the
-//! row's `d·scale` (exact in f32); the mins (Q4_K) and the −32 offset (Q6_K) go through the
-//! activations' scaled bsums, as in the AVX-512 tile kernels.
+//! (32 elements for Q4_K, 16 for Q6_K; a whole block for the legacy types). Each sub-block has
+//! its own scale per weight row, so every int32 tile goes to memory and the AVX-512 epilogue
+//! forms the same exact integer block sums and float steps as the other kernels
+//! (`avx512::k_quant_step`, `q6_k_step`, `x86::legacy_step`): the scales by vpmulld, the mins
+//! (Q4_K) and the −32 offset (Q6_K) against the activations' bsums by vpdpwssd.
 //!
 //! Weights are unpacked once per row chunk into a panel in the tiles' "VNNI" layout (four
 //! consecutive k of one row in each 32-bit lane, 16 rows side by side), then every 16-token
@@ -174,12 +175,11 @@ impl Kind {
         matches!(self, Kind::Q4_0 | Kind::Q5_0 | Kind::Q8_0)
     }
 
-    /// Elements per bias term: the activations' bsum groups (K-quants), Q8_1's s (Q4_1).
-    const fn bias_group(self) -> Option<usize> {
+    /// K-quants: i16 pairs of bsum terms per super-block (Q4_K: 8 sub-blocks, Q6_K: 16 groups).
+    const fn bsum_pairs(self) -> usize {
         match self {
-            Kind::Q4K | Kind::Q6K => Some(16),
-            Kind::Q4_1 => Some(32),
-            _ => None,
+            Kind::Q4K => 4,
+            _ => 8,
         }
     }
 }
@@ -348,9 +348,9 @@ fn act_bsum(acts: &[u8], off: usize, g: usize) -> i32 {
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn matmul(kind: Kind, w: &[u8], rb: usize, n_rows: usize, cols: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
     let (ab, aq) = kind.act_block();
+    // Weight and activation blocks cover the same elements (256 for K-quants, 32 otherwise).
     let nb = cols / kind.block_elems();
-    let n_act_blocks = cols / if kind.k_quant() { QK_K } else { 32 };
-    debug_assert!(rb == nb * kind.block_bytes() && act_rb == n_act_blocks * ab);
+    debug_assert!(rb == nb * kind.block_bytes() && act_rb == nb * ab);
     debug_assert!(w.len() >= n_rows * rb && acts.len() >= n_tokens * act_rb);
     let (kq, nsub) = (kind.k_quant(), QK_K / kind.sub());
     SCRATCH.with(|s| {
@@ -366,8 +366,8 @@ pub unsafe fn matmul(kind: Kind, w: &[u8], rb: usize, n_rows: usize, cols: usize
         grow(&mut s.bias, tiles * bias_len);
         grow(&mut s.iscale, tiles * iscale_len);
         grow(&mut s.pairs, tiles * pairs_len);
-        grow(&mut s.act_d, n_act_blocks * TOKENS);
-        grow(&mut s.act_bias, if kind == Kind::Q4_1 { n_act_blocks * TOKENS } else { 0 });
+        grow(&mut s.act_d, nb * TOKENS);
+        grow(&mut s.act_bias, if kind == Kind::Q4_1 { nb * TOKENS } else { 0 });
         grow(&mut s.act_pairs, if kq { nb * 8 * TOKENS } else { 0 });
         for tile in 0..tiles {
             let mut p = Pack {
@@ -401,22 +401,21 @@ pub unsafe fn matmul(kind: Kind, w: &[u8], rb: usize, n_rows: usize, cols: usize
             // The group's activation scales and bias terms, token-minor for broadcasting.
             for t in 0..TOKENS {
                 let row = (t < nt).then(|| (t0 + t) * act_rb);
-                for blk in 0..n_act_blocks {
+                for blk in 0..nb {
                     s.act_d[blk * TOKENS + t] = row.map_or(0.0, |r| act_scalar(acts, r + blk * ab, !kq));
                 }
                 if kind == Kind::Q4_1 {
-                    for blk in 0..n_act_blocks {
+                    for blk in 0..nb {
                         s.act_bias[blk * TOKENS + t] = row.map_or(0.0, |r| act_scalar(acts, r + blk * ab + 2, true));
                     }
                 }
                 if kq {
                     for blk in 0..nb {
                         let bs = |g: usize| row.map_or(0, |r| act_bsum(acts, r + blk * ab, g));
-                        for i in 0..8 {
+                        for i in 0..kind.bsum_pairs() {
                             s.act_pairs[(blk * 8 + i) * TOKENS + t] = match kind {
-                                // Pairs of sub-block sums (two 16-groups each): 4 per block.
-                                Kind::Q4K if i < 4 => pair(bs(4 * i) + bs(4 * i + 1), bs(4 * i + 2) + bs(4 * i + 3)),
-                                Kind::Q4K => 0,
+                                // Pairs of sub-block sums (two 16-groups each).
+                                Kind::Q4K => pair(bs(4 * i) + bs(4 * i + 1), bs(4 * i + 2) + bs(4 * i + 3)),
                                 _ => pair(bs(2 * i), bs(2 * i + 1)),
                             };
                         }
@@ -470,7 +469,7 @@ unsafe fn tile_group_k(kind: Kind, a: *const u8, act_rb: usize, nb: usize, p: &P
     let mut acc = [_mm512_setzero_ps(); TOKENS];
     let sub = kind.sub();
     let nsub = QK_K / sub;
-    let npairs = if kind == Kind::Q4K { 4 } else { 8 };
+    let npairs = kind.bsum_pairs();
     for blk in 0..nb {
         let ab = a.add(blk * std::mem::size_of::<BlockQ8K>());
         let pb = p.q.as_ptr().add(blk * (QK_K / 4) * ROWS) as *const u8;
@@ -512,7 +511,7 @@ unsafe fn tile_group_k(kind: Kind, a: *const u8, act_rb: usize, nb: usize, p: &P
 unsafe fn tile_group_legacy(kind: Kind, a: *const u8, act_rb: usize, ab: usize, nb: usize, p: &Panel, act_d: &[f32], act_bias: &[f32]) -> [__m512; TOKENS] {
     let mut c = CBuf([[0; 16 * TOKENS]; 16]);
     let mut acc = [_mm512_setzero_ps(); TOKENS];
-    let with_bias = kind.bias_group().is_some();
+    let with_bias = kind == Kind::Q4_1;
     for blk in (0..nb).step_by(2) {
         let (aj, bj) = (a.add(blk * ab), (p.q.as_ptr() as *const u8).add(blk * 32 * ROWS));
         if kind.signed() {

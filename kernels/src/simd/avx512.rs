@@ -1,5 +1,5 @@
 //! AVX-512 (F/BW/VL + VNNI) dot products. K-quants use 512-bit `vpdpbusd` with one weight
-//! unpack shared by up to 4 tokens (the prefill tile); legacy 32-element types use the 256-bit
+//! unpack shared by up to 8 tokens (the prefill tile); legacy 32-element types use the 256-bit
 //! VNNI form, one block per register.
 use super::x86::{cast_or_none, fp16, hsum_i32x8, unpack_k4_scales};
 use crate::quants::{BlockQ4K, BlockQ6K, BlockQ8K};
@@ -9,8 +9,7 @@ use std::arch::x86_64::*;
 
 pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
     Some(match ty {
-        // SAFETY (both): handed out only when AVX-512 BW/VL + VNNI were detected.
-        // Without precomputed bsums (matmul passes them through the tile path): build them here.
+        // SAFETY (legacy): handed out only when AVX-512 BW/VL + VNNI were detected.
         GgmlType::Q4_K => |x, y| single(x, y, Kernels::Q4K),
         GgmlType::Q6_K => |x, y| single(x, y, Kernels::Q6K),
         GgmlType::Q4_0 => |x, y| unsafe { super::x86::vnni::vec_dot_q4_0_q8_0(x, y) },

@@ -4,6 +4,7 @@
 //
 // Bindings: 0 w: GGUF rows as array<u32>   1 x: f32 [n_tokens, k]
 //           2 y: f32 [n_tokens, y_stride]   3 p: Params (uniform)
+// With p.accumulate = 1 the result is added to y (a residual add fused into the product).
 // Workgroup: 64 threads = 4 rows x 16 lanes, and a tile of up to 8 tokens (grid z): each chunk of
 // weights is dequantized once into registers and reused for all 8 tokens. f32 accumulation;
 // the 16 lanes of a row reduce through workgroup memory.
@@ -16,7 +17,7 @@ struct Params {
     groups_x: u32,
     n_tokens: u32,
     y_stride: u32,
-    _pad0: u32,
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
@@ -66,7 +67,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     if (lane == 0u && row < p.n_rows) {
         for (var t = 0u; t < nt; t++) {
-            y[(t0 + t) * p.y_stride + p.out_offset + row] = partial[t * 64u + li];
+            let i = (t0 + t) * p.y_stride + p.out_offset + row;
+            y[i] = select(partial[t * 64u + li], y[i] + partial[t * 64u + li], p.accumulate != 0u);
         }
     }
 }

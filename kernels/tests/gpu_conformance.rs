@@ -176,8 +176,29 @@ fn check_mul_mat(ty: GgmlType, n: usize, n_tokens: usize, split_bytes: Option<u6
 #[test]
 fn mul_mat_vec_every_type() {
     for ty in GPU_TYPES {
-        // 37 rows: not a multiple of the 4 rows a workgroup owns.
+        // 37 rows: not a multiple of the 8 rows a mat-vec workgroup owns.
         check_mul_mat(ty, 37, 1, None);
+    }
+}
+
+#[test]
+fn mul_mat_add_long_rows_every_type() {
+    // y += W·x (the fused residual add) over rows of 2816 elements: 176 units of 16, so the 32
+    // lanes of a row wrap round several times and end unevenly; 1 token (mat-vec) and 11 (mat-mat).
+    let Some(ctx) = ctx() else { return };
+    for ty in GPU_TYPES {
+        let (k, n) = (2816, 19);
+        let (bytes, deq) = quantized_weight(ty, k, n, ty.id() as u64 + 31);
+        let w = ctx.upload_weight(ty, k, n, &bytes).expect("upload");
+        for n_tokens in [1, 11] {
+            let x = rand_vec(k * n_tokens, 5);
+            let y0 = rand_vec(n * n_tokens, 6);
+            let (xb, yb) = (ctx.upload_f32(&x).expect("x"), ctx.upload_f32(&y0).expect("y"));
+            let kern = ctx.mul_mat_add(&w, &xb, &yb, n_tokens).expect("mul_mat_add");
+            run(ctx, &[&kern]);
+            let want: Vec<f32> = matmul_ref(&deq, &x, k, n, n_tokens).iter().zip(&y0).map(|(a, b)| a + b).collect();
+            assert_close(&format!("mul_mat_add {} k={k} tokens={n_tokens}", ty.name()), &read(ctx, &yb), &want, QUANT_TOL);
+        }
     }
 }
 

@@ -31,3 +31,27 @@ fn ld_f16(b: u32) -> f32 {
 fn sext8(v: u32) -> i32 {
     return (bitcast<i32>(v << 24u)) >> 24u;
 }
+
+// Mat-vec contract (shaders/mul_mat_vec.wgsl): a row is cut into units of 16 elements, unit g
+// covering 4 runs of 4 elements. `unit_x(g)` gives the four runs' element offsets in the row (each a
+// multiple of 4, so the activations load as vec4), and `unit_dot(row_byte, g, xs)` returns
+// sum_i W[row, i] * x[i] over the unit, xs holding the activations at those runs.
+
+// The 4 bytes of `q` as vec4<f32>, low byte first; `nibbles` picks low (0) or high (4) nibbles.
+fn bytes4(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xFFu));
+}
+
+fn nibbles4(q: u32, shift: u32) -> vec4<f32> {
+    let s = q >> shift;
+    return vec4<f32>(vec4<u32>(s, s >> 8u, s >> 16u, s >> 24u) & vec4<u32>(0xFu));
+}
+
+fn sbytes4(q: u32) -> vec4<f32> {
+    let v = bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q));
+    return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+fn hsum4(v: vec4<f32>) -> f32 {
+    return v.x + v.y + v.z + v.w;
+}

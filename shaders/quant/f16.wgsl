@@ -8,3 +8,18 @@ fn decode_chunk(row_byte: u32, c: u32) {
         wq[2u * i + 1u] = v.y;
     }
 }
+
+// Mat-vec unit g: elements 16 g + [0, 16), 8 words.
+fn unit_x(g: u32) -> vec4<u32> {
+    let e = g * 16u;
+    return vec4<u32>(e, e + 4u, e + 8u, e + 12u);
+}
+
+fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
+    let b = (row_byte >> 2u) + g * 8u;
+    var s = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        s += dot(vec4<f32>(unpack2x16float(w[b + 2u * i]), unpack2x16float(w[b + 2u * i + 1u])), xs[i]);
+    }
+    return s;
+}

@@ -13,3 +13,18 @@ fn decode_chunk(row_byte: u32, c: u32) {
         }
     }
 }
+
+// Mat-vec unit g: half h = g % 2 of block g / 2: qs bytes 8 h .. 8 h + 8, elements 8 h + [0, 8)
+// (low nibbles) and 16 + 8 h + [0, 8) (high nibbles).
+fn unit_x(g: u32) -> vec4<u32> {
+    let e = (g / 2u) * 32u + 8u * (g % 2u);
+    return vec4<u32>(e, e + 4u, e + 16u, e + 20u);
+}
+
+fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
+    let b = row_byte + (g / 2u) * 18u;
+    let q0 = ld_u32(b + 2u + 8u * (g % 2u));
+    let q1 = ld_u32(b + 6u + 8u * (g % 2u));
+    let s = dot(nibbles4(q0, 0u), xs[0]) + dot(nibbles4(q1, 0u), xs[1]) + dot(nibbles4(q0, 4u), xs[2]) + dot(nibbles4(q1, 4u), xs[3]);
+    return ld_f16(b) * (s - 8.0 * hsum4(xs[0] + xs[1] + xs[2] + xs[3]));
+}

@@ -14,3 +14,18 @@ fn decode_chunk(row_byte: u32, c: u32) {
         }
     }
 }
+
+// Mat-vec unit g: as Q4_0's (qs bytes 8 h .. 8 h + 8 of block g / 2), y = d * q + m.
+fn unit_x(g: u32) -> vec4<u32> {
+    let e = (g / 2u) * 32u + 8u * (g % 2u);
+    return vec4<u32>(e, e + 4u, e + 16u, e + 20u);
+}
+
+fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
+    let bw = (row_byte + (g / 2u) * 20u) >> 2u;
+    let dm = unpack2x16float(w[bw]);
+    let q0 = w[bw + 1u + 2u * (g % 2u)];
+    let q1 = w[bw + 2u + 2u * (g % 2u)];
+    let s = dot(nibbles4(q0, 0u), xs[0]) + dot(nibbles4(q1, 0u), xs[1]) + dot(nibbles4(q0, 4u), xs[2]) + dot(nibbles4(q1, 4u), xs[3]);
+    return dm.x * s + dm.y * hsum4(xs[0] + xs[1] + xs[2] + xs[3]);
+}

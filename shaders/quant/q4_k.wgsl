@@ -29,3 +29,46 @@ fn decode_chunk(row_byte: u32, c: u32) {
         }
     }
 }
+
+// Mat-vec unit g: sub-block pair cc = u / 4 (u = g % 16) of block g / 16, bytes j0 = 8 (u % 4) ..
+// j0 + 8 of that pair's 32 qs bytes: elements 64 cc + j0 + [0, 8) (low nibbles, scale 2 cc) and
+// 64 cc + 32 + j0 + [0, 8) (high nibbles, scale 2 cc + 1). 16 units cover a block, so 16 lanes
+// read one block's 128 qs bytes contiguously.
+fn unit_x(g: u32) -> vec4<u32> {
+    let u = g % 16u;
+    let e = (g / 16u) * 256u + 64u * (u / 4u) + 8u * (u % 4u);
+    return vec4<u32>(e, e + 4u, e + 32u, e + 36u);
+}
+
+// get_scale_min_k4 for sub-block sb from the 12 scale bytes held in s (3 words).
+fn q4k_scale_min(s: vec3<u32>, sb: u32) -> vec2<f32> {
+    var sc: u32;
+    var mn: u32;
+    if (sb < 4u) {
+        sc = (s.x >> (8u * sb)) & 63u;
+        mn = (s.y >> (8u * sb)) & 63u;
+    } else {
+        let hi = (s.z >> (8u * (sb - 4u))) & 0xFFu;
+        sc = (hi & 0xFu) | (((s.x >> (8u * (sb - 4u))) & 0xC0u) >> 2u);
+        mn = (hi >> 4u) | (((s.y >> (8u * (sb - 4u))) & 0xC0u) >> 2u);
+    }
+    return vec2<f32>(f32(sc), f32(mn));
+}
+
+fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
+    let u = g % 16u;
+    let bw = (row_byte + (g / 16u) * 144u) >> 2u;
+    let dm = unpack2x16float(w[bw]);
+    let s = vec3<u32>(w[bw + 1u], w[bw + 2u], w[bw + 3u]);
+    let cc = u / 4u;
+    let qi = bw + 4u + 8u * cc + 2u * (u % 4u);
+    let q0 = w[qi];
+    let q1 = w[qi + 1u];
+    let a = q4k_scale_min(s, 2u * cc);
+    let b = q4k_scale_min(s, 2u * cc + 1u);
+    let lo = dot(nibbles4(q0, 0u), xs[0]) + dot(nibbles4(q1, 0u), xs[1]);
+    let hi = dot(nibbles4(q0, 4u), xs[2]) + dot(nibbles4(q1, 4u), xs[3]);
+    let sum_lo = hsum4(xs[0] + xs[1]);
+    let sum_hi = hsum4(xs[2] + xs[3]);
+    return dm.x * (a.x * lo + b.x * hi) - dm.y * (a.y * sum_lo + b.y * sum_hi);
+}

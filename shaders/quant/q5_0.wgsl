@@ -17,3 +17,25 @@ fn decode_chunk(row_byte: u32, c: u32) {
         }
     }
 }
+
+// Mat-vec unit g: as Q4_0's (qs bytes 8 h .. 8 h + 8 of block g / 2); the fifth bit of element j
+// is bit j of qh (j < 16) and of element j + 16 bit j + 16.
+fn unit_x(g: u32) -> vec4<u32> {
+    let e = (g / 2u) * 32u + 8u * (g % 2u);
+    return vec4<u32>(e, e + 4u, e + 16u, e + 20u);
+}
+
+fn q5_high(qh: u32, j: u32) -> vec4<f32> {
+    return vec4<f32>(((vec4<u32>(qh) >> vec4<u32>(j, j + 1u, j + 2u, j + 3u)) & vec4<u32>(1u)) << vec4<u32>(4u));
+}
+
+fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
+    let b = row_byte + (g / 2u) * 22u;
+    let h = 8u * (g % 2u);
+    let qh = ld_u32(b + 2u);
+    let q0 = ld_u32(b + 6u + h);
+    let q1 = ld_u32(b + 10u + h);
+    let s = dot(nibbles4(q0, 0u) + q5_high(qh, h), xs[0]) + dot(nibbles4(q1, 0u) + q5_high(qh, h + 4u), xs[1])
+        + dot(nibbles4(q0, 4u) + q5_high(qh, h + 16u), xs[2]) + dot(nibbles4(q1, 4u) + q5_high(qh, h + 20u), xs[3]);
+    return ld_f16(b) * (s - 16.0 * hsum4(xs[0] + xs[1] + xs[2] + xs[3]));
+}

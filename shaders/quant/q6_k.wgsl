@@ -25,3 +25,32 @@ fn decode_chunk(row_byte: u32, c: u32) {
         }
     }
 }
+
+// Mat-vec unit g: half n = u / 8 (u = g % 16) of block g / 16, l0 = 4 (u % 8): elements
+// 128 n + l0 + {0, 32, 64, 96} + [0, 4), from ql bytes 64 n + l0 (+ 32) and qh bytes 32 n + l0.
+fn unit_x(g: u32) -> vec4<u32> {
+    let u = g % 16u;
+    let e = (g / 16u) * 256u + 128u * (u / 8u) + 4u * (u % 8u);
+    return vec4<u32>(e, e + 32u, e + 64u, e + 96u);
+}
+
+fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
+    let u = g % 16u;
+    let b = row_byte + (g / 16u) * 210u;
+    let n = u / 8u;
+    let l0 = 4u * (u % 8u);
+    let qa = ld_u32(b + 64u * n + l0);
+    let qb = ld_u32(b + 64u * n + 32u + l0);
+    let qh = ld_u32(b + 128u + 32u * n + l0);
+    let m4 = 0x0F0F0F0Fu;
+    let m2 = 0x03030303u;
+    let q1 = (qa & m4) | ((qh & m2) << 4u);
+    let q2 = (qb & m4) | (((qh >> 2u) & m2) << 4u);
+    let q3 = ((qa >> 4u) & m4) | (((qh >> 4u) & m2) << 4u);
+    let q4 = ((qb >> 4u) & m4) | (((qh >> 6u) & m2) << 4u);
+    let sb = b + 192u + 8u * n + l0 / 16u;
+    let sc = vec4<f32>(f32(sext8(ld_u8(sb))), f32(sext8(ld_u8(sb + 2u))), f32(sext8(ld_u8(sb + 4u))), f32(sext8(ld_u8(sb + 6u))));
+    let c = vec4<f32>(32.0);
+    let dots = vec4<f32>(dot(bytes4(q1) - c, xs[0]), dot(bytes4(q2) - c, xs[1]), dot(bytes4(q3) - c, xs[2]), dot(bytes4(q4) - c, xs[3]));
+    return ld_f16(b + 208u) * dot(sc, dots);
+}

@@ -10,3 +10,16 @@ fn decode_chunk(row_byte: u32, c: u32) {
         }
     }
 }
+
+// Mat-vec unit g: half h = g % 2 of block g / 2, elements 16 h + [0, 16).
+fn unit_x(g: u32) -> vec4<u32> {
+    let e = g * 16u;
+    return vec4<u32>(e, e + 4u, e + 8u, e + 12u);
+}
+
+fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
+    let b = row_byte + (g / 2u) * 34u;
+    let q = b + 2u + 16u * (g % 2u);
+    let s = dot(sbytes4(ld_u32(q)), xs[0]) + dot(sbytes4(ld_u32(q + 4u)), xs[1]) + dot(sbytes4(ld_u32(q + 8u)), xs[2]) + dot(sbytes4(ld_u32(q + 12u)), xs[3]);
+    return ld_f16(b) * s;
+}

@@ -10,8 +10,9 @@
 //!   x2 = x + o;  xn = rms_norm(x2)·ffn_norm;  g = act(W_gate·xn) ⊙ W_up·xn  (llama SiLU, gemma3 GELU-tanh)
 //!   o = W_down·g           gemma3: o = rms_norm(o)·post_ffw_norm
 //!   x = x2 + o
-//! The residual stream ping-pongs x -> x2 -> x because a kernel cannot read and write one
-//! buffer through two bindings.
+//! gemma3's residual stream ping-pongs x -> x2 -> x because a kernel cannot read and write one
+//! buffer through two bindings; llama's adds are fused into the Wo and W_down products, which
+//! add their result to x in place.
 
 use kiln_kernels::gpu::{AttentionParams, GluOp, GpuBuffer, GpuContext, GpuError, Kernel, RopeParams};
 
@@ -175,28 +176,40 @@ fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc:
         Family::Llama => GluOp::Silu,
         Family::Gemma3 => GluOp::GeluTanh,
     };
-    let mut post = vec![ctx.mul_mat(&l.wo, &a.attn, &a.o, n)?]; // attn_out [n][e]
-    let mut o = &a.o;
-    if let Some(norm) = &l.post_attn_norm {
-        // gemma3: post_attention_norm
-        post.push(ctx.rms_norm(&a.o, norm, &a.o2, e, n, eps)?);
-        o = &a.o2;
+    let mut post = Vec::new();
+    if l.post_attn_norm.is_none() && l.post_ffw_norm.is_none() {
+        // llama: the residual adds are fused into the output products (x += W·a, in place).
+        post.extend([
+            ctx.mul_mat_add(&l.wo, &a.attn, &a.x, n)?,          // ffn_inp = x + attn_out
+            ctx.rms_norm(&a.x, &l.ffn_norm, &a.xn, e, n, eps)?, // ffn_norm
+            ctx.mul_mat(&l.gate, &a.xn, &a.gate, n)?,           // [n][ff]
+            ctx.mul_mat(&l.up, &a.xn, &a.up, n)?,               // [n][ff]
+            ctx.glu(&a.gate, &a.up, &a.glu, n * ff, act)?,
+            ctx.mul_mat_add(&l.down, &a.glu, &a.x, n)?, // l_out = ffn_inp + ffn_out
+        ]);
+    } else {
+        // gemma3: the block outputs are normed before their residual adds.
+        post.push(ctx.mul_mat(&l.wo, &a.attn, &a.o, n)?); // attn_out [n][e]
+        let mut o = &a.o;
+        if let Some(norm) = &l.post_attn_norm {
+            post.push(ctx.rms_norm(&a.o, norm, &a.o2, e, n, eps)?); // post_attention_norm
+            o = &a.o2;
+        }
+        post.extend([
+            ctx.add(&a.x, o, &a.x2, n * e)?,                     // ffn_inp
+            ctx.rms_norm(&a.x2, &l.ffn_norm, &a.xn, e, n, eps)?, // ffn_norm
+            ctx.mul_mat(&l.gate, &a.xn, &a.gate, n)?,            // [n][ff]
+            ctx.mul_mat(&l.up, &a.xn, &a.up, n)?,                // [n][ff]
+            ctx.glu(&a.gate, &a.up, &a.glu, n * ff, act)?,
+            ctx.mul_mat(&l.down, &a.glu, &a.o, n)?, // ffn_out [n][e]
+        ]);
+        let mut o = &a.o;
+        if let Some(norm) = &l.post_ffw_norm {
+            post.push(ctx.rms_norm(&a.o, norm, &a.o2, e, n, eps)?); // post_ffw_norm
+            o = &a.o2;
+        }
+        post.push(ctx.add(&a.x2, o, &a.x, n * e)?); // l_out
     }
-    post.extend([
-        ctx.add(&a.x, o, &a.x2, n * e)?,                      // ffn_inp
-        ctx.rms_norm(&a.x2, &l.ffn_norm, &a.xn, e, n, eps)?, // ffn_norm
-        ctx.mul_mat(&l.gate, &a.xn, &a.gate, n)?,            // [n][ff]
-        ctx.mul_mat(&l.up, &a.xn, &a.up, n)?,                // [n][ff]
-        ctx.glu(&a.gate, &a.up, &a.glu, n * ff, act)?,
-        ctx.mul_mat(&l.down, &a.glu, &a.o, n)?, // ffn_out [n][e]
-    ]);
-    let mut o = &a.o;
-    if let Some(norm) = &l.post_ffw_norm {
-        // gemma3: post_ffw_norm
-        post.push(ctx.rms_norm(&a.o, norm, &a.o2, e, n, eps)?);
-        o = &a.o2;
-    }
-    post.push(ctx.add(&a.x2, o, &a.x, n * e)?); // l_out
     let src = |done| if done { Src::Processed } else { Src::Raw };
     Ok(LayerOps { pre, k_src: src(k_done), v_src: src(v_done), attention, post })
 }

@@ -67,7 +67,21 @@ impl Step {
     }
 }
 
+/// Whether the mat-vec reductions use subgroup operations on `adapter`: it has them, its
+/// subgroups have at most 32 lanes (the kernels' row groups are 32 wide), and `KILN_GPU_SUBGROUPS`
+/// is not `0` (which forces the workgroup-memory path, e.g. to test it).
+fn use_subgroups(adapter: &wgpu::Adapter) -> bool {
+    let off = std::env::var("KILN_GPU_SUBGROUPS").is_ok_and(|v| v == "0");
+    let info = adapter.get_info();
+    !off && adapter.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_max_size <= 32
+}
+
 impl GpuContext {
+    /// Whether the mat-vec kernels reduce with subgroup operations on this device.
+    pub fn uses_subgroups(&self) -> bool {
+        self.pipelines.subgroups
+    }
+
     /// Opens adapter `selector` (an index into `list_adapters()`), or the best one when None.
     /// Requests the adapter's own limits, not WebGPU's defaults.
     pub fn new(selector: Option<usize>) -> Result<Self, GpuError> {
@@ -84,9 +98,14 @@ impl GpuContext {
         let adapter = adapters.swap_remove(index);
         let info = describe(index, &adapter);
         let limits = adapter.limits();
+        let subgroups = use_subgroups(&adapter);
+        let required_features = match subgroups {
+            true => wgpu::Features::SUBGROUP,
+            false => wgpu::Features::empty(),
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -99,7 +118,10 @@ impl GpuContext {
         Ok(GpuContext {
             device,
             queue,
-            pipelines: PipelineCache::default(),
+            pipelines: PipelineCache {
+                subgroups,
+                ..PipelineCache::default()
+            },
             info,
             limits,
         })

@@ -138,47 +138,31 @@ impl GpuContext {
     /// y[t, :] = W · x[t, :] for t < n_tokens, W = `w` ([k, n] GGUF, any supported type),
     /// x: f32 [n_tokens, k], y: f32 [n_tokens, n]. One token uses the mat-vec kernel, more the
     /// tiled mat-mat kernel. A split weight records one dispatch per split.
-    pub fn mul_mat(
-        &self,
-        w: &GpuWeight,
-        x: &GpuBuffer,
-        y: &GpuBuffer,
-        n_tokens: usize,
-    ) -> Result<Kernel, GpuError> {
+    pub fn mul_mat(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize) -> Result<Kernel, GpuError> {
+        self.mul_mat_inner(w, x, y, n_tokens, false)
+    }
+
+    /// y[t, :] += W · x[t, :]: `mul_mat` with the residual add fused into its output.
+    pub fn mul_mat_add(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize) -> Result<Kernel, GpuError> {
+        self.mul_mat_inner(w, x, y, n_tokens, true)
+    }
+
+    fn mul_mat_inner(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize, accumulate: bool) -> Result<Kernel, GpuError> {
         const OP: &str = "mul_mat";
         need(OP, "x", x, n_tokens * w.k)?;
         need(OP, "y", y, n_tokens * w.n)?;
-        let body = if n_tokens == 1 {
-            Body::MulMatVec
-        } else {
-            Body::MulMat
-        };
+        let (body, rows_per_group) = if n_tokens == 1 { (Body::MulMatVec, 8) } else { (Body::MulMat, 4) };
         let mut parts = Vec::new();
         for s in &w.splits {
-            let (gx, gy) = self.fold(s.n_rows.div_ceil(4))?;
+            let (gx, gy) = self.fold(s.n_rows.div_ceil(rows_per_group))?;
             let gz = u32_of(OP, n_tokens.div_ceil(8).max(1))?;
-            let params = [
-                u32_of(OP, w.k)?,
-                u32_of(OP, s.n_rows)?,
-                u32_of(OP, w.row_bytes)?,
-                u32_of(OP, s.row_start)?,
-                gx,
-                u32_of(OP, n_tokens)?,
-                u32_of(OP, w.n)?,
-                0,
-            ];
-            let groups = if n_tokens == 1 {
-                [gx, gy, 1]
-            } else {
-                [gx, gy, gz]
+            let (p5, p7) = match body {
+                Body::MulMatVec => (u32::from(accumulate), 0),
+                _ => (u32_of(OP, n_tokens)?, u32::from(accumulate)),
             };
-            parts.push(self.part(
-                body,
-                Some(w.ty),
-                &[&s.buffer, &x.buffer, &y.buffer],
-                params,
-                groups,
-            )?);
+            let params = [u32_of(OP, w.k)?, u32_of(OP, s.n_rows)?, u32_of(OP, w.row_bytes)?, u32_of(OP, s.row_start)?, gx, p5, u32_of(OP, w.n)?, p7];
+            let groups = if n_tokens == 1 { [gx, gy, 1] } else { [gx, gy, gz] };
+            parts.push(self.part(body, Some(w.ty), &[&s.buffer, &x.buffer, &y.buffer], params, groups)?);
         }
         Ok(Kernel { body, parts })
     }

@@ -7,6 +7,8 @@ use super::GpuError;
 use crate::GgmlType;
 
 const QUANT_COMMON: &str = include_str!("../../../shaders/quant/common.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
+const REDUCE_SHARED: &str = include_str!("../../../shaders/reduce_shared.wgsl");
 
 /// The kernel bodies; the quantized ones are completed by a `decode_chunk` from `quant_decoder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,7 +60,10 @@ type Key = (Body, Option<GgmlType>);
 /// Compiles each (kernel, type) pipeline on first use and hands out shared handles after.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    map: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
+    pub(crate) map: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
+    /// Row sums through subgroup operations (the device was opened with `Features::SUBGROUP`
+    /// and its subgroups have at most 32 lanes); else through workgroup memory.
+    pub(crate) subgroups: bool,
 }
 
 impl PipelineCache {
@@ -75,13 +80,20 @@ impl PipelineCache {
         if let Some(p) = map.get(&(body, ty)) {
             return Ok(p.clone());
         }
-        let source = match ty {
+        let mut source = match ty {
             None => body.source().to_string(),
             Some(t) => {
                 let decoder = quant_decoder(t).ok_or(GpuError::UnsupportedType(t.name()))?;
                 format!("{QUANT_COMMON}\n{decoder}\n{}", body.source())
             }
         };
+        if body == Body::MulMatVec {
+            // Naga takes subgroup builtins without `enable subgroups;` once the device has the feature.
+            source = match self.subgroups {
+                true => format!("{REDUCE_SUBGROUP}\n{source}"),
+                false => format!("{REDUCE_SHARED}\n{source}"),
+            };
+        }
         let label = format!("{body:?}/{}", ty.map_or("f32", |t| t.name()));
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {

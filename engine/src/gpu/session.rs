@@ -3,6 +3,7 @@
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuError};
 
@@ -35,6 +36,40 @@ pub struct GpuSession {
     staging: wgpu::Buffer, // MAP_READ [n_vocab]
     positions: Vec<u32>,
     mapped: (Sender<bool>, Receiver<bool>),
+    profile: Option<Profile>,
+}
+
+/// Layers recorded per command buffer: the GPU starts on the first layers while the CPU is still
+/// recording the rest of the step.
+const LAYERS_PER_SUBMIT: usize = 4;
+
+/// Where a session's time went (`KILN_GPU_PROFILE=1`; printed to stderr when it is dropped).
+#[derive(Default)]
+struct Profile {
+    steps: u32,
+    tokens: u64,
+    /// Recording and submitting the command buffers.
+    record: Duration,
+    /// From the last submit until the logits are mapped: GPU work the recording did not hide.
+    wait: Duration,
+    /// Copying the mapped logits out.
+    read: Duration,
+}
+
+impl Drop for GpuSession {
+    fn drop(&mut self) {
+        if let Some(p) = &self.profile {
+            let per = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(p.steps.max(1));
+            eprintln!(
+                "gpu profile: {} steps ({} tokens), per step: record+submit {:.3} ms, wait {:.3} ms, read {:.3} ms",
+                p.steps,
+                p.tokens,
+                per(p.record),
+                per(p.wait),
+                per(p.read)
+            );
+        }
+    }
 }
 
 impl GpuSession {
@@ -64,6 +99,7 @@ impl GpuSession {
             all: None,
             positions: Vec::with_capacity(CHUNKS[0]),
             mapped: channel(),
+            profile: std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "1").then(Profile::default),
         })
     }
 
@@ -127,8 +163,11 @@ impl GpuSession {
         Ok(())
     }
 
-    /// One command encoder: embedding, every layer, and the wanted output head.
+    /// One forward step: embedding, every layer, and the wanted output head, recorded into
+    /// command buffers of LAYERS_PER_SUBMIT layers each, the logits' copy into the readback
+    /// buffer included.
     fn step(&mut self, gi: usize, chunk: &[u32], all: bool, last: bool, out: &mut Vec<f32>) -> Result<()> {
+        let started = Instant::now();
         let ctx = &self.gpu.ctx;
         let w = &self.gpu.w;
         let (m, pos0) = (chunk.len(), self.len);
@@ -141,7 +180,10 @@ impl GpuSession {
         ctx.write_u32(&self.acts.pos, 0, &self.positions).map_err(gpu_err)?;
         let mut step = ctx.begin_step();
         step.record(&graph.embed);
-        for (l, (kc, vc)) in graph.layers.iter().zip(&self.kv) {
+        for (i, (l, (kc, vc))) in graph.layers.iter().zip(&self.kv).enumerate() {
+            if i > 0 && i % LAYERS_PER_SUBMIT == 0 {
+                ctx.submit(std::mem::replace(&mut step, ctx.begin_step()));
+            }
             l.attention.set_attention_positions(ctx, pos0 as u32, (pos0 + m) as u32).map_err(gpu_err)?;
             l.pre.iter().for_each(|k| step.record(k));
             let k = match l.k_src {
@@ -157,24 +199,36 @@ impl GpuSession {
             step.record(&l.attention);
             l.post.iter().for_each(|k| step.record(k));
         }
+        let n_vocab = w.hp.n_vocab;
         if last {
             step.copy(&self.acts.x, (m - 1) * e, &self.acts.x_last, 0, e).map_err(gpu_err)?;
             step.record(&self.head.norm);
             step.record(&self.head.out);
+            step.copy_to_staging(&self.acts.logits, &self.staging, n_vocab).map_err(gpu_err)?;
         }
         let all_heads = if all { self.all.as_ref() } else { None };
         if let Some(a) = all_heads {
             let head = a.heads.iter().find(|(n, _)| *n == m).map(|(_, h)| h).ok_or_else(|| gpu_err(GpuError::Readback(format!("no output head for {m} rows"))))?;
             step.record(&head.norm);
             step.record(&head.out);
+            step.copy_to_staging(&a.logits, &a.staging, m * n_vocab).map_err(gpu_err)?;
         }
         ctx.submit(step);
         self.len += m;
+        let submitted = Instant::now();
+        let mut read = Duration::ZERO;
         if let Some(a) = all_heads {
-            read_into(ctx, &a.logits, &a.staging, m * w.hp.n_vocab, &self.mapped, out)?;
+            read += read_staging(ctx, &a.staging, m * n_vocab, &self.mapped, out)?;
         }
         if last {
-            read_into(ctx, &self.acts.logits, &self.staging, w.hp.n_vocab, &self.mapped, out)?;
+            read += read_staging(ctx, &self.staging, n_vocab, &self.mapped, out)?;
+        }
+        if let Some(p) = &mut self.profile {
+            p.steps += 1;
+            p.tokens += m as u64;
+            p.record += submitted - started;
+            p.wait += submitted.elapsed().saturating_sub(read);
+            p.read += read;
         }
         Ok(())
     }
@@ -245,12 +299,10 @@ fn staging(ctx: &GpuContext, n: usize) -> wgpu::Buffer {
     })
 }
 
-/// Copies `src[..n]` through the persistent `staging` buffer and appends it to `out`.
-fn read_into(ctx: &GpuContext, src: &GpuBuffer, staging: &wgpu::Buffer, n: usize, mapped: &(Sender<bool>, Receiver<bool>), out: &mut Vec<f32>) -> Result<()> {
+/// Maps the first `n` f32 of `staging` (filled by the step just submitted), appends them to
+/// `out` and unmaps; returns the time spent copying out of the mapping.
+fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, n: usize, mapped: &(Sender<bool>, Receiver<bool>), out: &mut Vec<f32>) -> Result<Duration> {
     let bytes = (n * 4) as u64;
-    let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-    enc.copy_buffer_to_buffer(src.raw(), 0, staging, 0, bytes);
-    ctx.queue().submit([enc.finish()]);
     let tx = mapped.0.clone();
     staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
         let _ = tx.send(r.is_ok());
@@ -260,10 +312,11 @@ fn read_into(ctx: &GpuContext, src: &GpuBuffer, staging: &wgpu::Buffer, n: usize
     if !ok {
         return Err(gpu_err(GpuError::Readback("mapping the logits failed".into())));
     }
+    let started = Instant::now();
     {
         let view = staging.get_mapped_range(..bytes).map_err(|e| gpu_err(GpuError::Readback(format!("{e:?}"))))?;
         out.extend(view.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
     }
     staging.unmap();
-    Ok(())
+    Ok(started.elapsed())
 }

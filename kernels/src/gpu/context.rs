@@ -76,6 +76,18 @@ fn use_subgroups(adapter: &wgpu::Adapter) -> bool {
     !off && adapter.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_max_size <= 32
 }
 
+impl Step {
+    /// Copies the first `n` elements of `src` into a readback (MAP_READ) buffer.
+    pub fn copy_to_staging(&mut self, src: &GpuBuffer, staging: &wgpu::Buffer, n: usize) -> Result<(), GpuError> {
+        if n > src.len || (n * 4) as u64 > staging.size() {
+            return Err(shape_err("copy_to_staging", format!("{n} elements from {} into {} bytes", src.len, staging.size())));
+        }
+        self.pass = None;
+        self.encoder.copy_buffer_to_buffer(&src.buffer, 0, staging, 0, (n * 4) as u64);
+        Ok(())
+    }
+}
+
 impl GpuContext {
     /// Whether the mat-vec kernels reduce with subgroup operations on this device.
     pub fn uses_subgroups(&self) -> bool {

@@ -1,11 +1,12 @@
 // Attention over a KV cache for a batch of query tokens, softmax inside (online, tile by tile):
 // out[t, h, :] = sum_j softmax_j(scale * q[t, h, :] . k[j, h / g, :]) * v[j, h / g, :]
-// with g = n_head / n_head_kv (GQA). Query t sits at position pos0 + t and sees keys j with
-// j <= pos0 + t (causal) and, when window > 0, pos0 + t - j < window (sliding window).
+// with g = n_head / n_head_kv (GQA). Query t sits at position pos[t] and sees keys j with
+// j <= pos[t] (causal) and, when window > 0, pos[t] - j < window (sliding window); the cache
+// holds `capacity` rows.
 // Mirrors ggml_soft_max_ext(kq, mask, scale) followed by the kqv product.
 //
 // Bindings: 0 q: f32 [n_tokens, n_head, head_dim]   1 k, 2 v: f32 [kv_capacity, n_head_kv, head_dim]
-//           3 out: f32 [n_tokens, n_head, head_dim]   4 p: Params (uniform)
+//           3 out: f32 [n_tokens, n_head, head_dim]   4 pos: i32 [n_tokens]   5 p: Params (uniform)
 // Workgroup: 64 threads per (head, token) = grid (n_head, n_tokens). Keys are taken in tiles of
 // 64 (one key per thread); each thread owns output dims li, li + 64, ... (head_dim <= 256).
 
@@ -14,8 +15,8 @@ struct Params {
     n_head_kv: u32,
     head_dim: u32,
     n_tokens: u32,
-    n_kv: u32,
-    pos0: u32,
+    capacity: u32,
+    _pad0: u32,
     window: u32,
     scale: f32,
 }
@@ -24,7 +25,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> pos: array<i32>;
+@group(0) @binding(5) var<uniform> p: Params;
 
 var<workgroup> q_s: array<f32, 256>;
 var<workgroup> p_s: array<f32, 64>;
@@ -63,8 +65,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let hd = p.head_dim;
     let kvh = h / (p.n_head / p.n_head_kv);
     let kv_stride = p.n_head_kv * hd;
-    let qpos = p.pos0 + t;
-    let n_keys = min(p.n_kv, qpos + 1u);
+    let qpos = u32(max(pos[t], 0));
+    let n_keys = min(p.capacity, qpos + 1u);
     var start = 0u;
     if (p.window > 0u && qpos + 1u > p.window) {
         start = qpos + 1u - p.window;

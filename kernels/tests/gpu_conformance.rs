@@ -380,17 +380,18 @@ fn rope_norm_and_neox() {
     }
 }
 
-fn attention_ref(q: &[f32], k: &[f32], v: &[f32], p: &AttentionParams) -> Vec<f32> {
+/// Attention of queries at positions pos0, pos0 + 1, ... over cache rows 0..=their position.
+fn attention_ref(q: &[f32], k: &[f32], v: &[f32], p: &AttentionParams, pos0: usize) -> Vec<f32> {
     let hd = p.head_dim;
     let g = p.n_head / p.n_head_kv;
     let mut out = vec![0f32; p.n_tokens * p.n_head * hd];
     for t in 0..p.n_tokens {
-        let qpos = p.pos0 + t;
+        let qpos = pos0 + t;
         for h in 0..p.n_head {
             let kvh = h / g;
             let qv = &q[(t * p.n_head + h) * hd..][..hd];
-            let keys: Vec<usize> = (0..p.n_kv)
-                .filter(|&j| j <= qpos && (p.window == 0 || qpos - j < p.window))
+            let keys: Vec<usize> = (0..=qpos)
+                .filter(|&j| p.window == 0 || qpos - j < p.window)
                 .collect();
             let scores: Vec<f64> = keys
                 .iter()
@@ -429,8 +430,7 @@ fn attention_causal_window_gqa() {
             n_head_kv: 3,
             head_dim: 64,
             n_tokens: 1,
-            n_kv: 150,
-            pos0: 149,
+            capacity: 150 + 5, // 150 keys in use, garbage beyond
             window: 0,
             scale: 0.125,
         },
@@ -440,8 +440,7 @@ fn attention_causal_window_gqa() {
             n_head_kv: 1,
             head_dim: 256,
             n_tokens: 7,
-            n_kv: 67,
-            pos0: 60,
+            capacity: 67 + 5, // 67 keys in use, garbage beyond
             window: 0,
             scale: 1.0,
         },
@@ -451,8 +450,7 @@ fn attention_causal_window_gqa() {
             n_head_kv: 1,
             head_dim: 256,
             n_tokens: 5,
-            n_kv: 100,
-            pos0: 95,
+            capacity: 100 + 5, // 100 keys in use, garbage beyond
             window: 16,
             scale: 1.0,
         },
@@ -462,14 +460,14 @@ fn attention_causal_window_gqa() {
             n_head_kv: 2,
             head_dim: 32,
             n_tokens: 3,
-            n_kv: 3,
-            pos0: 0,
+            capacity: 3 + 5, // 3 keys in use, garbage beyond
             window: 512,
             scale: 0.3,
         },
     ];
-    for p in cases {
-        let cap = p.n_kv + 5; // cache capacity beyond n_kv holds garbage that must be ignored
+    let pos0s = [149, 60, 95, 0];
+    for (p, pos0) in cases.into_iter().zip(pos0s) {
+        let cap = p.capacity; // rows beyond the queries' positions hold garbage that must be ignored
         let q: Vec<f32> = rand_vec(p.n_tokens * p.n_head * p.head_dim, 1)
             .iter()
             .map(|v| v * 2.0)
@@ -485,12 +483,14 @@ fn attention_causal_window_gqa() {
             ctx.upload_f32(&v).unwrap(),
         );
         let ob = ctx.zeros_f32(q.len()).unwrap();
-        let kern = ctx.attention(&qb, &kb, &vb, &ob, p).expect("attention");
+        let positions: Vec<u32> = (pos0..pos0 + p.n_tokens).map(|x| x as u32).collect();
+        let pos = ctx.upload_u32(&positions).unwrap();
+        let kern = ctx.attention(&qb, &kb, &vb, &ob, &pos, p).expect("attention");
         run(ctx, &[&kern]);
         assert_close(
             &format!("attention {p:?}"),
             &read(ctx, &ob),
-            &attention_ref(&q, &k, &v, &p),
+            &attention_ref(&q, &k, &v, &p, pos0),
             ELEMENTWISE_TOL,
         );
     }
@@ -498,45 +498,21 @@ fn attention_causal_window_gqa() {
 
 #[test]
 fn attention_positions_move_between_steps() {
+    // One prepared kernel; only the position buffer changes between steps, as in decoding.
     let Some(ctx) = ctx() else { return };
-    let mut p = AttentionParams {
-        n_head: 2,
-        n_head_kv: 1,
-        head_dim: 64,
-        n_tokens: 1,
-        n_kv: 10,
-        pos0: 9,
-        window: 0,
-        scale: 0.125,
-    };
+    let p = AttentionParams { n_head: 2, n_head_kv: 1, head_dim: 64, n_tokens: 1, capacity: 80, window: 0, scale: 0.125 };
     let q = rand_vec(2 * 64, 4);
     let k = rand_vec(80 * 64, 5);
     let v = rand_vec(80 * 64, 6);
-    let (qb, kb, vb) = (
-        ctx.upload_f32(&q).unwrap(),
-        ctx.upload_f32(&k).unwrap(),
-        ctx.upload_f32(&v).unwrap(),
-    );
+    let (qb, kb, vb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
     let ob = ctx.zeros_f32(q.len()).unwrap();
-    let kern = ctx.attention(&qb, &kb, &vb, &ob, p).expect("attention");
-    for n_kv in [10usize, 11, 79] {
-        p.n_kv = n_kv;
-        p.pos0 = n_kv - 1;
-        kern.set_attention_positions(ctx, p.pos0 as u32, n_kv as u32)
-            .expect("positions");
+    let pos = ctx.zeros_f32(1).unwrap();
+    let kern = ctx.attention(&qb, &kb, &vb, &ob, &pos, p).expect("attention");
+    for pos0 in [9usize, 10, 78] {
+        ctx.write_u32(&pos, 0, &[pos0 as u32]).expect("positions");
         run(ctx, &[&kern]);
-        assert_close(
-            &format!("attention n_kv={n_kv}"),
-            &read(ctx, &ob),
-            &attention_ref(&q, &k, &v, &p),
-            ELEMENTWISE_TOL,
-        );
+        assert_close(&format!("attention at position {pos0}"), &read(ctx, &ob), &attention_ref(&q, &k, &v, &p, pos0), ELEMENTWISE_TOL);
     }
-    let add_kernel = ctx.add(&qb, &qb, &ob, 4).unwrap();
-    assert!(
-        add_kernel.set_attention_positions(ctx, 0, 1).is_err(),
-        "only attention has positions"
-    );
 }
 
 fn gelu_tanh(x: f64) -> f64 {
@@ -627,8 +603,7 @@ fn one_encoder_many_dispatches() {
         n_head_kv: 2,
         head_dim: hd,
         n_tokens: 1,
-        n_kv: 4,
-        pos0: 3,
+        capacity: 4,
         window: 0,
         scale: 0.2,
     };
@@ -636,7 +611,7 @@ fn one_encoder_many_dispatches() {
     let k_norm = ctx.rms_norm(&h, &norm_b, &x, d, 1, 1e-5).unwrap();
     let k_proj = ctx.mul_mat(&proj_w, &x, &qk, 1).unwrap();
     let k_rope = ctx.rope(&qk, &pos, rope_p).unwrap();
-    let k_attn = ctx.attention(&qk, &cache, &cache, &attn, att_p).unwrap();
+    let k_attn = ctx.attention(&qk, &cache, &cache, &attn, &pos, att_p).unwrap();
     let k_add = ctx.add(&h, &attn, &out, d).unwrap();
 
     let mut step = ctx.begin_step();
@@ -656,7 +631,7 @@ fn one_encoder_many_dispatches() {
     rope_ref(&mut qk_ref, &[3], &rope_p);
     let mut cache_ref = rand_vec(4 * d, 9);
     cache_ref[3 * d..].copy_from_slice(&qk_ref);
-    let attn_ref = attention_ref(&qk_ref, &cache_ref, &cache_ref, &att_p);
+    let attn_ref = attention_ref(&qk_ref, &cache_ref, &cache_ref, &att_p, 3);
     let want: Vec<f32> = h_ref.iter().zip(&attn_ref).map(|(a, b)| a + b).collect();
     assert_close("one encoder chain", &got, &want, QUANT_TOL);
 }
@@ -692,12 +667,11 @@ fn bad_shapes_are_errors_not_panics() {
         n_head_kv: 2,
         head_dim: 64,
         n_tokens: 1,
-        n_kv: 1,
-        pos0: 0,
+        capacity: 1,
         window: 0,
         scale: 1.0,
     };
-    assert!(ctx.attention(&x, &x, &x, &x, bad).is_err());
+    assert!(ctx.attention(&x, &x, &x, &x, &x, bad).is_err());
     assert!(matches!(
         GpuContext::new(Some(usize::MAX)),
         Err(GpuError::BadAdapterIndex { .. })

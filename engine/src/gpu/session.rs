@@ -5,9 +5,9 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuError};
+use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuError, Kernel};
 
-use super::graph::{Acts, Graph, Head, Src, CHUNKS, CHUNK_MAX_ALL};
+use super::graph::{head_last, Acts, Graph, Head, CHUNKS, CHUNK_MAX_ALL};
 use super::{gpu_err, GpuModel};
 use crate::error::{EngineError, Result};
 use crate::generate::{self, DoneReason, GenerateOutput, GenerateRequest, Sequence, TokenEvent};
@@ -28,10 +28,13 @@ pub struct GpuSession {
     len: usize,
     /// The tokens a generation left in context (for prefix reuse by the next request).
     tokens: Vec<u32>,
-    kv: Vec<(GpuBuffer, GpuBuffer)>, // per layer: K, V [n_ctx][n_head_kv·head_dim]
+    /// Per layer K, V [n_ctx][n_head_kv·head_dim], read and written through the graphs' bind groups.
+    _kv: Vec<(GpuBuffer, GpuBuffer)>,
     acts: Acts,
     graphs: Vec<Graph>, // one per CHUNKS entry
-    head: Head,
+    /// Logits of x's row 0 (one-token steps) and of x_last (the last row of a longer chunk).
+    head_x: Kernel,
+    head_last: Kernel,
     all: Option<AllHeads>,
     staging: wgpu::Buffer, // MAP_READ [n_vocab]
     positions: Vec<u32>,
@@ -85,17 +88,19 @@ impl GpuSession {
             .map_err(gpu_err)?;
         let acts = Acts::new(ctx, w).map_err(gpu_err)?;
         let graphs = CHUNKS.iter().map(|&n| Graph::build(ctx, w, &acts, &kv, n)).collect::<Result<Vec<_>, _>>().map_err(gpu_err)?;
-        let head = Head::last(ctx, w, &acts).map_err(gpu_err)?;
+        let head_x = head_last(ctx, w, &acts.x, &acts.logits).map_err(gpu_err)?;
+        let head_last = head_last(ctx, w, &acts.x_last, &acts.logits).map_err(gpu_err)?;
         Ok(GpuSession {
             staging: staging(ctx, hp.n_vocab),
             gpu: gpu.clone(),
             n_ctx,
             len: 0,
             tokens: Vec::new(),
-            kv,
+            _kv: kv,
             acts,
             graphs,
-            head,
+            head_x,
+            head_last,
             all: None,
             positions: Vec::with_capacity(CHUNKS[0]),
             mapped: channel(),
@@ -171,7 +176,7 @@ impl GpuSession {
         let ctx = &self.gpu.ctx;
         let w = &self.gpu.w;
         let (m, pos0) = (chunk.len(), self.len);
-        let (kw, vw, e) = (w.hp.k_width(), w.hp.v_width(), w.hp.n_embd);
+        let e = w.hp.n_embd;
         let graph = &self.graphs[gi];
         debug_assert_eq!(graph.n_tokens, m);
         ctx.write_u32(&self.acts.ids, 0, chunk).map_err(gpu_err)?;
@@ -180,30 +185,20 @@ impl GpuSession {
         ctx.write_u32(&self.acts.pos, 0, &self.positions).map_err(gpu_err)?;
         let mut step = ctx.begin_step();
         step.record(&graph.embed);
-        for (i, (l, (kc, vc))) in graph.layers.iter().zip(&self.kv).enumerate() {
+        for (i, kernels) in graph.layers.iter().enumerate() {
             if i > 0 && i % LAYERS_PER_SUBMIT == 0 {
                 ctx.submit(std::mem::replace(&mut step, ctx.begin_step()));
             }
-            l.attention.set_attention_positions(ctx, pos0 as u32, (pos0 + m) as u32).map_err(gpu_err)?;
-            l.pre.iter().for_each(|k| step.record(k));
-            let k = match l.k_src {
-                Src::Raw => &self.acts.k,
-                Src::Processed => &self.acts.kn,
-            };
-            let v = match l.v_src {
-                Src::Raw => &self.acts.v,
-                Src::Processed => &self.acts.vn,
-            };
-            step.copy(k, 0, kc, pos0 * kw, m * kw).map_err(gpu_err)?;
-            step.copy(v, 0, vc, pos0 * vw, m * vw).map_err(gpu_err)?;
-            step.record(&l.attention);
-            l.post.iter().for_each(|k| step.record(k));
+            kernels.iter().for_each(|k| step.record(k));
         }
         let n_vocab = w.hp.n_vocab;
         if last {
-            step.copy(&self.acts.x, (m - 1) * e, &self.acts.x_last, 0, e).map_err(gpu_err)?;
-            step.record(&self.head.norm);
-            step.record(&self.head.out);
+            if m == 1 {
+                step.record(&self.head_x);
+            } else {
+                step.copy(&self.acts.x, (m - 1) * e, &self.acts.x_last, 0, e).map_err(gpu_err)?;
+                step.record(&self.head_last);
+            }
             step.copy_to_staging(&self.acts.logits, &self.staging, n_vocab).map_err(gpu_err)?;
         }
         let all_heads = if all { self.all.as_ref() } else { None };

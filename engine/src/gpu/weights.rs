@@ -8,7 +8,6 @@ use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuWeight, RopeMode};
 use kiln_kernels::GgmlType;
 
 use super::gpu_err;
-use super::graph::CHUNK_MAX;
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
 use crate::model::hparams::Hparams;
@@ -38,15 +37,20 @@ pub(crate) enum Family {
     Gemma3,
 }
 
+/// The FFN's gate and up matrices: one [gate | up] weight where both have one type and fit one
+/// binding (the gated mat-vec reads gate row r and up row r from it), else two.
+pub(crate) enum GateUp {
+    Fused(GpuWeight),
+    Split { gate: GpuWeight, up: GpuWeight },
+}
+
 pub(crate) struct Layer {
     pub attn_norm: GpuBuffer,
-    pub wq: GpuWeight,
-    pub wk: GpuWeight,
-    pub wv: GpuWeight,
-    /// llama: optional Q/K/V biases, repeated for CHUNK_MAX rows ([CHUNK_MAX][width]).
-    pub bq: Option<GpuBuffer>,
-    pub bk: Option<GpuBuffer>,
-    pub bv: Option<GpuBuffer>,
+    /// The Q, K and V products as (weight, first output column): runs of one type are one
+    /// weight with their rows concatenated, so [Q | K | V] is usually one product.
+    pub qkv: Vec<(GpuWeight, usize)>,
+    /// llama: optional Q/K/V biases, [Q | K | V] widths (zeros where one is missing).
+    pub bias: Option<GpuBuffer>,
     /// gemma3: per-head norms of Q and K, [head_dim].
     pub q_norm: Option<GpuBuffer>,
     pub k_norm: Option<GpuBuffer>,
@@ -54,8 +58,7 @@ pub(crate) struct Layer {
     /// gemma3: norm of the attention output before the residual add, [n_embd].
     pub post_attn_norm: Option<GpuBuffer>,
     pub ffn_norm: GpuBuffer,
-    pub gate: GpuWeight,
-    pub up: GpuWeight,
+    pub gate_up: GateUp,
     pub down: GpuWeight,
     /// gemma3: norm of the FFN output before the residual add, [n_embd].
     pub post_ffw_norm: Option<GpuBuffer>,
@@ -89,7 +92,11 @@ impl Weights {
     pub fn device_bytes(&self) -> u64 {
         let mut n = self.tok_embd.size_bytes() + self.output.as_ref().map_or(0, |w| w.size_bytes());
         for l in &self.layers {
-            for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down] {
+            let gate_up = match &l.gate_up {
+                GateUp::Fused(w) => vec![w],
+                GateUp::Split { gate, up } => vec![gate, up],
+            };
+            for w in l.qkv.iter().map(|(w, _)| w).chain(gate_up).chain([&l.wo, &l.down]) {
                 n += w.size_bytes();
             }
         }
@@ -112,6 +119,7 @@ impl Weights {
         let (e, ff, hd) = (hp.n_embd, hp.n_ff, hp.head_dim);
         let (qw, kw, vw) = (hp.q_width(), hp.k_width(), hp.v_width());
         let mat = |name: &str, cols: usize, rows: usize| -> Result<GpuWeight> { upload_linear(ctx, f, &Linear::load(f, name, cols, rows)?, name) };
+        let lin = |name: &str, cols: usize, rows: usize| -> Result<(Linear, String)> { Ok((Linear::load(f, name, cols, rows)?, name.to_string())) };
         let vec = |name: &str, len: usize| -> Result<GpuBuffer> { ctx.upload_f32(&load_vector(f, name, len)?).map_err(gpu_err) };
         let opt_vec = |name: &str, len: usize| -> Result<Option<GpuBuffer>> {
             match family {
@@ -119,11 +127,23 @@ impl Weights {
                 Family::Llama => Ok(None),
             }
         };
-        // llama: biases are rare (Qwen-style llama GGUFs); repeated per row so one add covers a chunk.
-        let bias = |name: &str, len: usize| -> Result<Option<GpuBuffer>> {
-            match optional_vector(f, name, len)? {
-                Some(b) => Ok(Some(ctx.upload_f32(&b.repeat(CHUNK_MAX)).map_err(gpu_err)?)),
-                None => Ok(None),
+        // llama: biases are rare (Qwen-style llama GGUFs); one [Q | K | V] vector, zeros where one
+        // of the three has none.
+        let bias = |names: [(String, usize); 3]| -> Result<Option<GpuBuffer>> {
+            let mut found = false;
+            let mut all = Vec::new();
+            for (name, len) in names {
+                match optional_vector(f, &name, len)? {
+                    Some(b) => {
+                        found = true;
+                        all.extend(b);
+                    }
+                    None => all.resize(all.len() + len, 0.0),
+                }
+            }
+            match found {
+                true => Ok(Some(ctx.upload_f32(&all).map_err(gpu_err)?)),
+                false => Ok(None),
             }
         };
         // gemma3: sliding window length from metadata; none means every layer is global.
@@ -144,19 +164,21 @@ impl Weights {
             let (rope_base, rope_scale) = if sliding { (GEMMA3_ROPE_BASE_SWA, 1.0) } else { (hp.rope_base, hp.rope_scale) };
             layers.push(Layer {
                 attn_norm: vec(&n("attn_norm.weight"), e)?,
-                wq: mat(&n("attn_q.weight"), e, qw)?,
-                wk: mat(&n("attn_k.weight"), e, kw)?,
-                wv: mat(&n("attn_v.weight"), e, vw)?,
-                bq: bias(&n("attn_q.bias"), qw)?,
-                bk: bias(&n("attn_k.bias"), kw)?,
-                bv: bias(&n("attn_v.bias"), vw)?,
+                qkv: upload_runs(ctx, f, vec![lin(&n("attn_q.weight"), e, qw)?, lin(&n("attn_k.weight"), e, kw)?, lin(&n("attn_v.weight"), e, vw)?])?,
+                bias: bias([(n("attn_q.bias"), qw), (n("attn_k.bias"), kw), (n("attn_v.bias"), vw)])?,
                 q_norm: opt_vec(&n("attn_q_norm.weight"), hd)?,
                 k_norm: opt_vec(&n("attn_k_norm.weight"), hd)?,
                 wo: mat(&n("attn_output.weight"), hp.n_head * hp.head_dim_v, e)?,
                 post_attn_norm: opt_vec(&n("post_attention_norm.weight"), e)?,
                 ffn_norm: vec(&n("ffn_norm.weight"), e)?,
-                gate: mat(&n("ffn_gate.weight"), e, ff)?,
-                up: mat(&n("ffn_up.weight"), e, ff)?,
+                gate_up: {
+                    let mut runs = upload_runs(ctx, f, vec![lin(&n("ffn_gate.weight"), e, ff)?, lin(&n("ffn_up.weight"), e, ff)?])?;
+                    match (runs.pop(), runs.pop()) {
+                        (Some((up, _)), Some((gate, _))) => GateUp::Split { gate, up },
+                        (Some((w, _)), None) => GateUp::Fused(w),
+                        _ => return Err(gpu_unsupported("an FFN without gate and up".into())),
+                    }
+                },
                 down: mat(&n("ffn_down.weight"), ff, e)?,
                 post_ffw_norm: opt_vec(&n("post_ffw_norm.weight"), e)?,
                 rope_base,
@@ -184,6 +206,36 @@ impl Weights {
 
 fn gpu_unsupported(what: String) -> EngineError {
     EngineError::Gpu(format!("no kernel for {what}"))
+}
+
+/// Uploads matrices that share their input (same column count) as few weights as possible: each
+/// run of adjacent matrices of one supported type whose rows fit one binding becomes one weight
+/// with the rows concatenated. Returns (weight, first row of it in the concatenation of all).
+fn upload_runs(ctx: &GpuContext, f: &GgufFile, mats: Vec<(Linear, String)>) -> Result<Vec<(GpuWeight, usize)>> {
+    let mut out = Vec::new();
+    let mut row = 0;
+    let mut i = 0;
+    while i < mats.len() {
+        let (first, name) = &mats[i];
+        let mut j = i + 1;
+        let mut bytes = first.len;
+        while j < mats.len() && mats[j].0.ty == first.ty && mats[j].0.cols == first.cols && SUPPORTED.contains(&first.ty) && ((bytes + mats[j].0.len) as u64) <= ctx.max_binding_bytes() {
+            bytes += mats[j].0.len;
+            j += 1;
+        }
+        let w = if j == i + 1 {
+            upload_linear(ctx, f, first, name)?
+        } else {
+            let mut cat = Vec::with_capacity(bytes);
+            mats[i..j].iter().for_each(|(l, _)| cat.extend_from_slice(l.bytes(f.data())));
+            let rows = mats[i..j].iter().map(|(l, _)| l.rows).sum();
+            ctx.upload_weight(first.ty, first.cols, rows, &cat).map_err(gpu_err)?
+        };
+        out.push((w, row));
+        row += mats[i..j].iter().map(|(l, _)| l.rows).sum::<usize>();
+        i = j;
+    }
+    Ok(out)
 }
 
 /// Uploads a matrix as its GGUF bytes, or dequantized to f32 when no shader decodes its type.

@@ -26,8 +26,8 @@ mod tensor;
 
 pub use adapter::{list_adapters, AdapterInfo};
 pub use context::{GpuContext, Step};
-pub use eltwise::{AttentionParams, GluOp, RopeMode, RopeParams};
-pub use ops::Kernel;
+pub use eltwise::{AttentionParams, GluOp, QkvParams, RopeMode, RopeParams};
+pub use ops::{Epilogue, Kernel, MatOut};
 pub use tensor::{GpuBuffer, GpuWeight};
 
 /// Errors of the wgpu backend.

@@ -4,21 +4,48 @@
 use std::sync::Arc;
 
 use super::context::GpuContext;
+use super::eltwise::GluOp;
 use super::pipelines::Body;
 use super::tensor::{GpuBuffer, GpuWeight};
 use super::{shape_err, GpuError};
+
+/// What a product does with its result (see `GpuContext::mul_mat_with`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    /// y = W·x
+    Store,
+    /// y += W·x (a residual add)
+    Add,
+    /// W holds gate rows then up rows; y = act(gate·x) ⊙ (up·x), half as many rows (mat-vec only)
+    Glu(GluOp),
+}
+
+/// Where a product's rows land in y: token t's row r at y[t · stride + offset + r].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatOut {
+    pub stride: usize,
+    pub offset: usize,
+    pub epilogue: Epilogue,
+}
+
+impl MatOut {
+    /// Rows of `n` elements, one after another.
+    pub fn dense(n: usize) -> MatOut {
+        MatOut { stride: n, offset: 0, epilogue: Epilogue::Store }
+    }
+}
 
 /// One dispatch: a pipeline, its bind group, its own uniform parameters and the grid size.
 pub(crate) struct Part {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
-    params: wgpu::Buffer,
+    /// Kept with the bind group that reads it.
+    _params: wgpu::Buffer,
     groups: [u32; 3],
 }
 
 /// A prepared kernel: one dispatch, or one per row split of a large weight.
 pub struct Kernel {
-    pub(crate) body: Body,
     pub(crate) parts: Vec<Part>,
 }
 
@@ -34,28 +61,6 @@ impl Kernel {
     /// Number of dispatches this kernel records.
     pub fn n_dispatches(&self) -> usize {
         self.parts.len()
-    }
-
-    /// Attention only: moves the query window for the next submit (first query position and
-    /// number of valid cache rows), keeping the bind group.
-    pub fn set_attention_positions(
-        &self,
-        ctx: &GpuContext,
-        pos0: u32,
-        n_kv: u32,
-    ) -> Result<(), GpuError> {
-        if self.body != Body::Attention {
-            return Err(shape_err(
-                "set_attention_positions",
-                format!("{:?} is not attention", self.body),
-            ));
-        }
-        for part in &self.parts {
-            // Params words 4 and 5: n_kv, pos0 (see shaders/attention.wgsl).
-            ctx.queue
-                .write_buffer(&part.params, 16, bytemuck::cast_slice(&[n_kv, pos0]));
-        }
-        Ok(())
     }
 }
 
@@ -98,18 +103,19 @@ impl GpuContext {
         body: Body,
         ty: Option<crate::GgmlType>,
         buffers: &[&wgpu::Buffer],
-        params: [u32; 8],
+        params: &[u32],
         groups: [u32; 3],
     ) -> Result<Part, GpuError> {
+        debug_assert!(params.len().is_multiple_of(4), "uniform structs are 16-byte multiples");
         let pipeline = self.pipelines.get(&self.device, body, ty)?;
         let params_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
-            size: 32,
+            size: (params.len() * 4) as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         self.queue
-            .write_buffer(&params_buf, 0, bytemuck::cast_slice(&params));
+            .write_buffer(&params_buf, 0, bytemuck::cast_slice(params));
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -130,7 +136,7 @@ impl GpuContext {
         Ok(Part {
             pipeline,
             bind_group,
-            params: params_buf,
+            _params: params_buf,
             groups,
         })
     }
@@ -139,32 +145,64 @@ impl GpuContext {
     /// x: f32 [n_tokens, k], y: f32 [n_tokens, n]. One token uses the mat-vec kernel, more the
     /// tiled mat-mat kernel. A split weight records one dispatch per split.
     pub fn mul_mat(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize) -> Result<Kernel, GpuError> {
-        self.mul_mat_inner(w, x, y, n_tokens, false)
+        self.mul_mat_with(w, x, y, n_tokens, MatOut::dense(w.n), None)
     }
 
     /// y[t, :] += W · x[t, :]: `mul_mat` with the residual add fused into its output.
     pub fn mul_mat_add(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize) -> Result<Kernel, GpuError> {
-        self.mul_mat_inner(w, x, y, n_tokens, true)
+        self.mul_mat_with(w, x, y, n_tokens, MatOut { epilogue: Epilogue::Add, ..MatOut::dense(w.n) }, None)
     }
 
-    fn mul_mat_inner(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize, accumulate: bool) -> Result<Kernel, GpuError> {
+    /// `mul_mat` with its output placed by `out` (row stride, column offset, epilogue) and, for
+    /// one token, the RMSNorm of x with weight `norm.0` and epsilon `norm.1` fused before it.
+    /// The gated-FFN epilogue and the fused norm are mat-vec only (n_tokens = 1).
+    pub fn mul_mat_with(&self, w: &GpuWeight, x: &GpuBuffer, y: &GpuBuffer, n_tokens: usize, out: MatOut, norm: Option<(&GpuBuffer, f32)>) -> Result<Kernel, GpuError> {
         const OP: &str = "mul_mat";
+        let n_out = match out.epilogue {
+            Epilogue::Glu(_) => {
+                if !w.n.is_multiple_of(2) || w.splits.len() != 1 {
+                    return Err(shape_err(OP, format!("a gated product needs [gate | up] rows in one split, got {} rows in {} splits", w.n, w.splits.len())));
+                }
+                w.n / 2
+            }
+            _ => w.n,
+        };
+        if n_tokens != 1 && (norm.is_some() || matches!(out.epilogue, Epilogue::Glu(_))) {
+            return Err(shape_err(OP, "a fused norm or gated product takes one token"));
+        }
         need(OP, "x", x, n_tokens * w.k)?;
-        need(OP, "y", y, n_tokens * w.n)?;
-        let (body, rows_per_group) = if n_tokens == 1 { (Body::MulMatVec, 8) } else { (Body::MulMat, 4) };
+        if n_tokens > 0 {
+            need(OP, "y", y, (n_tokens - 1) * out.stride + out.offset + n_out)?;
+        }
+        if let Some((nw, _)) = norm {
+            need(OP, "norm", nw, w.k)?;
+        }
+        let mode = match out.epilogue {
+            Epilogue::Store => 0,
+            Epilogue::Add => 1,
+            Epilogue::Glu(GluOp::Silu) => 2,
+            Epilogue::Glu(GluOp::GeluTanh) => 3,
+        };
+        let nw = norm.map_or(&x.buffer, |(b, _)| &b.buffer);
+        let eps = norm.map_or(0.0, |(_, e)| e);
         let mut parts = Vec::new();
         for s in &w.splits {
-            let (gx, gy) = self.fold(s.n_rows.div_ceil(rows_per_group))?;
-            let gz = u32_of(OP, n_tokens.div_ceil(8).max(1))?;
-            let (p5, p7) = match body {
-                Body::MulMatVec => (u32::from(accumulate), 0),
-                _ => (u32_of(OP, n_tokens)?, u32::from(accumulate)),
+            let offset = u32_of(OP, out.offset + s.row_start)?;
+            let (k, rows, rb) = (u32_of(OP, w.k)?, u32_of(OP, s.n_rows)?, u32_of(OP, w.row_bytes)?);
+            let part = if n_tokens == 1 {
+                // 8 rows per workgroup: 4 row groups of 2 rows (for the gated product, 4 rows out).
+                let (gx, gy) = self.fold(s.n_rows.div_ceil(8))?;
+                let params = [k, rows, rb, offset, gx, mode, u32_of(OP, n_out)?, u32::from(norm.is_some()), eps.to_bits(), 0, 0, 0];
+                self.part(Body::MulMatVec, Some(w.ty), &[&s.buffer, &x.buffer, &y.buffer, nw], &params, [gx, gy, 1])?
+            } else {
+                let (gx, gy) = self.fold(s.n_rows.div_ceil(4))?;
+                let gz = u32_of(OP, n_tokens.div_ceil(8).max(1))?;
+                let params = [k, rows, rb, offset, gx, u32_of(OP, n_tokens)?, u32_of(OP, out.stride)?, mode];
+                self.part(Body::MulMat, Some(w.ty), &[&s.buffer, &x.buffer, &y.buffer], &params, [gx, gy, gz])?
             };
-            let params = [u32_of(OP, w.k)?, u32_of(OP, s.n_rows)?, u32_of(OP, w.row_bytes)?, u32_of(OP, s.row_start)?, gx, p5, u32_of(OP, w.n)?, p7];
-            let groups = if n_tokens == 1 { [gx, gy, 1] } else { [gx, gy, gz] };
-            parts.push(self.part(body, Some(w.ty), &[&s.buffer, &x.buffer, &y.buffer], params, groups)?);
+            parts.push(part);
         }
-        Ok(Kernel { body, parts })
+        Ok(Kernel { parts })
     }
 
     /// out[t, :] = scale · W[ids[t], :] with dequantization; ids: u32 [n_tokens], out: f32 [n_tokens, k].
@@ -188,16 +226,7 @@ impl GpuContext {
         }
         let mut parts = Vec::new();
         for s in &w.splits {
-            let params = [
-                u32_of(OP, w.k)?,
-                u32_of(OP, s.row_start)?,
-                u32_of(OP, s.n_rows)?,
-                u32_of(OP, w.row_bytes)?,
-                scale.to_bits(),
-                0,
-                0,
-                0,
-            ];
+            let params = [u32_of(OP, w.k)?, u32_of(OP, s.row_start)?, u32_of(OP, s.n_rows)?, u32_of(OP, w.row_bytes)?, scale.to_bits(), 0, 0, 0];
             let groups = [
                 u32_of(OP, (w.k / 32).div_ceil(64))?,
                 u32_of(OP, n_tokens.max(1))?,
@@ -207,13 +236,10 @@ impl GpuContext {
                 Body::GetRows,
                 Some(w.ty),
                 &[&s.buffer, &ids.buffer, &out.buffer],
-                params,
+                &params,
                 groups,
             )?);
         }
-        Ok(Kernel {
-            body: Body::GetRows,
-            parts,
-        })
+        Ok(Kernel { parts })
     }
 }

@@ -76,7 +76,8 @@ fn qkv_width(w: &Weights) -> usize {
 pub(crate) struct Graph {
     pub n_tokens: usize,
     pub embed: Kernel,
-    pub layers: Vec<Vec<Kernel>>,
+    /// Each layer's kernels with a short name (the profile's rows).
+    pub layers: Vec<Vec<(&'static str, Kernel)>>,
 }
 
 impl Graph {
@@ -103,7 +104,7 @@ impl Products<'_> {
     }
 }
 
-fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc: &GpuBuffer, n: usize) -> Result<Vec<Kernel>, GpuError> {
+fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc: &GpuBuffer, n: usize) -> Result<Vec<(&'static str, Kernel)>, GpuError> {
     let hp = &w.hp;
     let (e, ff, eps) = (hp.n_embd, hp.n_ff, hp.eps);
     let qkvw = qkv_width(w);
@@ -113,13 +114,13 @@ fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc:
     // One token reads x and norms it inside each product; a chunk norms it once into xn.
     let attn_in = if decode { &a.x } else { &a.xn };
     if !decode {
-        ks.push(ctx.rms_norm(&a.x, &l.attn_norm, &a.xn, e, n, eps)?); // attn_norm
+        ks.push(("attn_norm", ctx.rms_norm(&a.x, &l.attn_norm, &a.xn, e, n, eps)?)); // attn_norm
     }
     for (wt, col) in &l.qkv {
-        ks.push(p.normed(wt, attn_in, &l.attn_norm, &a.qkv, MatOut { stride: qkvw, offset: *col, epilogue: Epilogue::Store })?);
+        ks.push(("qkv", p.normed(wt, attn_in, &l.attn_norm, &a.qkv, MatOut { stride: qkvw, offset: *col, epilogue: Epilogue::Store })?));
     }
     let capacity = kc.len() / hp.k_width().max(1);
-    ks.push(ctx.qkv_post(
+    ks.push(("qkv_post", ctx.qkv_post(
         &a.qkv,
         &a.q,
         kc,
@@ -141,15 +142,15 @@ fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc:
             eps,
             capacity,
         },
-    )?);
-    ks.push(ctx.attention(
+    )?));
+    ks.push(("attention", ctx.attention(
         &a.q,
         kc,
         vc,
         &a.attn,
         &a.pos,
         AttentionParams { n_head: hp.n_head, n_head_kv: hp.n_head_kv, head_dim: hp.head_dim, n_tokens: n, capacity, window: l.window, scale: w.attn_scale },
-    )?);
+    )?));
     let act = match w.family {
         Family::Llama => GluOp::Silu,
         Family::Gemma3 => GluOp::GeluTanh,
@@ -157,44 +158,44 @@ fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc:
     // Attention output and residual: afterwards the FFN input is in `res`.
     let res = match &l.post_attn_norm {
         None => {
-            ks.push(ctx.mul_mat_add(&l.wo, &a.attn, &a.x, n)?); // x += attn_out
+            ks.push(("wo", ctx.mul_mat_add(&l.wo, &a.attn, &a.x, n)?)); // x += attn_out
             &a.x
         }
         Some(norm) => {
-            ks.push(ctx.mul_mat(&l.wo, &a.attn, &a.o, n)?); // attn_out
-            ks.push(ctx.rms_norm_add(&a.o, norm, &a.x, &a.x2, e, n, eps)?); // x2 = x + post_attention_norm(attn_out)
+            ks.push(("wo", ctx.mul_mat(&l.wo, &a.attn, &a.o, n)?)); // attn_out
+            ks.push(("norm_add", ctx.rms_norm_add(&a.o, norm, &a.x, &a.x2, e, n, eps)?)); // x2 = x + post_attention_norm(attn_out)
             &a.x2
         }
     };
     let ffn_in = if decode { res } else { &a.xn };
     if !decode {
-        ks.push(ctx.rms_norm(res, &l.ffn_norm, &a.xn, e, n, eps)?); // ffn_norm
+        ks.push(("ffn_norm", ctx.rms_norm(res, &l.ffn_norm, &a.xn, e, n, eps)?)); // ffn_norm
     }
     match (&l.gate_up, decode) {
         (GateUp::Fused(gu), true) => {
-            ks.push(p.normed(gu, ffn_in, &l.ffn_norm, &a.glu, MatOut { stride: ff, offset: 0, epilogue: Epilogue::Glu(act) })?);
+            ks.push(("gate_up", p.normed(gu, ffn_in, &l.ffn_norm, &a.glu, MatOut { stride: ff, offset: 0, epilogue: Epilogue::Glu(act) })?));
         }
         (gate_up, _) => {
             let out = |offset| MatOut { stride: 2 * ff, offset, epilogue: Epilogue::Store };
             match gate_up {
-                GateUp::Fused(gu) => ks.push(p.normed(gu, ffn_in, &l.ffn_norm, &a.gu, out(0))?),
+                GateUp::Fused(gu) => ks.push(("gate_up", p.normed(gu, ffn_in, &l.ffn_norm, &a.gu, out(0))?)),
                 GateUp::Split { gate, up } => {
-                    ks.push(p.normed(gate, ffn_in, &l.ffn_norm, &a.gu, out(0))?);
-                    ks.push(p.normed(up, ffn_in, &l.ffn_norm, &a.gu, out(ff))?);
+                    ks.push(("gate_up", p.normed(gate, ffn_in, &l.ffn_norm, &a.gu, out(0))?));
+                    ks.push(("gate_up", p.normed(up, ffn_in, &l.ffn_norm, &a.gu, out(ff))?));
                 }
             }
-            ks.push(ctx.glu_rows(&a.gu, 0, &a.gu, ff, ff, &a.glu, 2 * ff, n, act)?);
+            ks.push(("glu", ctx.glu_rows(&a.gu, 0, &a.gu, ff, ff, &a.glu, 2 * ff, n, act)?));
         }
     }
     match &l.post_ffw_norm {
-        None if l.post_attn_norm.is_none() => ks.push(ctx.mul_mat_add(&l.down, &a.glu, &a.x, n)?), // x += ffn_out
+        None if l.post_attn_norm.is_none() => ks.push(("down", ctx.mul_mat_add(&l.down, &a.glu, &a.x, n)?)), // x += ffn_out
         None => {
-            ks.push(ctx.mul_mat(&l.down, &a.glu, &a.o, n)?);
-            ks.push(ctx.add(res, &a.o, &a.x, n * e)?);
+            ks.push(("down", ctx.mul_mat(&l.down, &a.glu, &a.o, n)?));
+            ks.push(("norm_add", ctx.add(res, &a.o, &a.x, n * e)?));
         }
         Some(norm) => {
-            ks.push(ctx.mul_mat(&l.down, &a.glu, &a.o, n)?); // ffn_out
-            ks.push(ctx.rms_norm_add(&a.o, norm, res, &a.x, e, n, eps)?); // x = x2 + post_ffw_norm(ffn_out)
+            ks.push(("down", ctx.mul_mat(&l.down, &a.glu, &a.o, n)?)); // ffn_out
+            ks.push(("norm_add", ctx.rms_norm_add(&a.o, norm, res, &a.x, e, n, eps)?)); // x = x2 + post_ffw_norm(ffn_out)
         }
     }
     Ok(ks)

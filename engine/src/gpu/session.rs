@@ -49,6 +49,8 @@ const LAYERS_PER_SUBMIT: usize = 4;
 /// Where a session's time went (`KILN_GPU_PROFILE=1`; printed to stderr when it is dropped).
 #[derive(Default)]
 struct Profile {
+    /// Per-kernel GPU times, where the adapter writes timestamps.
+    timer: Option<Timer>,
     steps: u32,
     tokens: u64,
     /// Recording and submitting the command buffers.
@@ -59,8 +61,74 @@ struct Profile {
     read: Duration,
 }
 
+/// GPU timestamps around every kernel of a step (each kernel then runs in a compute pass of its
+/// own, which costs a little), summed per kernel name.
+struct Timer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    period_ns: f64,
+    totals: std::collections::BTreeMap<&'static str, (f64, u64)>,
+}
+
+/// Kernels a step can time (two timestamps each).
+const TIMED_KERNELS: u32 = 1024;
+
+impl Timer {
+    fn new(ctx: &GpuContext) -> Option<Timer> {
+        if !ctx.has_timestamps() {
+            return None;
+        }
+        let dev = ctx.device();
+        let n = u64::from(2 * TIMED_KERNELS) * 8;
+        let buffer = |usage| dev.create_buffer(&wgpu::BufferDescriptor { label: Some("timestamps"), size: n, usage, mapped_at_creation: false });
+        Some(Timer {
+            queries: dev.create_query_set(&wgpu::QuerySetDescriptor { label: Some("kernel times"), ty: wgpu::QueryType::Timestamp, count: 2 * TIMED_KERNELS }),
+            resolved: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            staging: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+            period_ns: f64::from(ctx.timestamp_period()),
+            totals: Default::default(),
+        })
+    }
+
+    /// Adds the times of the step just finished (`labels[i]` owns timestamps 2i, 2i + 1).
+    fn collect(&mut self, ctx: &GpuContext, labels: &[&'static str]) -> Result<()> {
+        let bytes = (labels.len() * 16) as u64;
+        if bytes == 0 {
+            return Ok(());
+        }
+        let (tx, rx) = channel();
+        self.staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        ctx.wait().map_err(gpu_err)?;
+        if !rx.try_recv().unwrap_or(false) {
+            return Err(gpu_err(GpuError::Readback("mapping the timestamps failed".into())));
+        }
+        {
+            let view = self.staging.get_mapped_range(..bytes).map_err(|e| gpu_err(GpuError::Readback(format!("{e:?}"))))?;
+            let ticks: Vec<u64> = view.chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect();
+            for (label, pair) in labels.iter().zip(ticks.chunks_exact(2)) {
+                let e = self.totals.entry(label).or_default();
+                e.0 += pair[1].saturating_sub(pair[0]) as f64 * self.period_ns;
+                e.1 += 1;
+            }
+        }
+        self.staging.unmap();
+        Ok(())
+    }
+}
+
 impl Drop for GpuSession {
     fn drop(&mut self) {
+        if let Some(t) = self.profile.as_ref().and_then(|p| p.timer.as_ref()) {
+            let steps = f64::from(self.profile.as_ref().map_or(1, |p| p.steps.max(1)));
+            let total: f64 = t.totals.values().map(|v| v.0).sum();
+            eprintln!("gpu kernel times per step (each kernel in its own timed pass), total {:.3} ms:", total / steps / 1e6);
+            for (label, (ns, count)) in &t.totals {
+                eprintln!("  {label:<10} {:>9.1} us/step  {:>7.2} us/kernel  x{}", ns / steps / 1e3, ns / (*count).max(1) as f64 / 1e3, count);
+            }
+        }
         if let Some(p) = &self.profile {
             let per = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(p.steps.max(1));
             eprintln!(
@@ -104,7 +172,7 @@ impl GpuSession {
             all: None,
             positions: Vec::with_capacity(CHUNKS[0]),
             mapped: channel(),
-            profile: std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "1").then(Profile::default),
+            profile: std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "1").then(|| Profile { timer: Timer::new(ctx), ..Profile::default() }),
         })
     }
 
@@ -183,23 +251,36 @@ impl GpuSession {
         self.positions.clear();
         self.positions.extend((pos0..pos0 + m).map(|p| p as u32));
         ctx.write_u32(&self.acts.pos, 0, &self.positions).map_err(gpu_err)?;
+        let timer = self.profile.as_ref().and_then(|p| p.timer.as_ref());
+        let mut labels: Vec<&'static str> = Vec::new();
+        let mut record = |step: &mut kiln_kernels::gpu::Step, label: &'static str, k: &Kernel| match timer {
+            Some(t) if labels.len() < TIMED_KERNELS as usize => {
+                step.record_timed(k, &t.queries, 2 * labels.len() as u32);
+                labels.push(label);
+            }
+            _ => step.record(k),
+        };
         let mut step = ctx.begin_step();
-        step.record(&graph.embed);
+        record(&mut step, "embed", &graph.embed);
         for (i, kernels) in graph.layers.iter().enumerate() {
             if i > 0 && i % LAYERS_PER_SUBMIT == 0 {
                 ctx.submit(std::mem::replace(&mut step, ctx.begin_step()));
             }
-            kernels.iter().for_each(|k| step.record(k));
+            kernels.iter().for_each(|(label, k)| record(&mut step, label, k));
         }
         let n_vocab = w.hp.n_vocab;
         if last {
             if m == 1 {
-                step.record(&self.head_x);
+                record(&mut step, "head", &self.head_x);
             } else {
                 step.copy(&self.acts.x, (m - 1) * e, &self.acts.x_last, 0, e).map_err(gpu_err)?;
-                step.record(&self.head_last);
+                record(&mut step, "head", &self.head_last);
             }
             step.copy_to_staging(&self.acts.logits, &self.staging, n_vocab).map_err(gpu_err)?;
+        }
+        if let Some(t) = timer {
+            step.resolve_timestamps(&t.queries, 2 * labels.len() as u32, &t.resolved);
+            step.copy_raw(&t.resolved, &t.staging, (labels.len() * 16) as u64);
         }
         let all_heads = if all { self.all.as_ref() } else { None };
         if let Some(a) = all_heads {
@@ -217,6 +298,9 @@ impl GpuSession {
         }
         if last {
             read += read_staging(ctx, &self.staging, n_vocab, &self.mapped, out)?;
+        }
+        if let Some(t) = self.profile.as_mut().and_then(|p| p.timer.as_mut()) {
+            t.collect(ctx, &labels)?;
         }
         if let Some(p) = &mut self.profile {
             p.steps += 1;

@@ -77,6 +77,32 @@ fn use_subgroups(adapter: &wgpu::Adapter) -> bool {
 }
 
 impl Step {
+    /// Records `kernel` in a compute pass of its own that writes GPU timestamps `index` (start)
+    /// and `index + 1` (end) of `queries` (profiling; needs `GpuContext::has_timestamps`).
+    pub fn record_timed(&mut self, kernel: &Kernel, queries: &wgpu::QuerySet, index: u32) {
+        self.pass = None;
+        let mut pass = self
+            .encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites { query_set: queries, beginning_of_pass_write_index: Some(index), end_of_pass_write_index: Some(index + 1) }),
+            })
+            .forget_lifetime();
+        kernel.encode(&mut pass);
+    }
+
+    /// Writes timestamps `0..n` of `queries` into `dst` (u64 ticks; see `GpuContext::timestamp_period`).
+    pub fn resolve_timestamps(&mut self, queries: &wgpu::QuerySet, n: u32, dst: &wgpu::Buffer) {
+        self.pass = None;
+        self.encoder.resolve_query_set(queries, 0..n, dst, 0);
+    }
+
+    /// Copies `bytes` bytes between raw buffers (e.g. resolved timestamps into a readback buffer).
+    pub fn copy_raw(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) {
+        self.pass = None;
+        self.encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+    }
+
     /// Copies the first `n` elements of `src` into a readback (MAP_READ) buffer.
     pub fn copy_to_staging(&mut self, src: &GpuBuffer, staging: &wgpu::Buffer, n: usize) -> Result<(), GpuError> {
         if n > src.len || (n * 4) as u64 > staging.size() {
@@ -89,6 +115,16 @@ impl Step {
 }
 
 impl GpuContext {
+    /// Whether compute passes can write GPU timestamps (requested only under KILN_GPU_PROFILE=1).
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Nanoseconds per timestamp tick.
+    pub fn timestamp_period(&self) -> f32 {
+        self.queue.get_timestamp_period()
+    }
+
     /// Whether the mat-vec kernels reduce with subgroup operations on this device.
     pub fn uses_subgroups(&self) -> bool {
         self.pipelines.subgroups
@@ -111,10 +147,15 @@ impl GpuContext {
         let info = describe(index, &adapter);
         let limits = adapter.limits();
         let subgroups = use_subgroups(&adapter);
-        let required_features = match subgroups {
+        let mut required_features = match subgroups {
             true => wgpu::Features::SUBGROUP,
             false => wgpu::Features::empty(),
         };
+        // Per-kernel GPU times for KILN_GPU_PROFILE=1, where the adapter can write timestamps.
+        let profiling = std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "1");
+        if profiling && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features,

@@ -13,8 +13,8 @@
 //           4 p: Params (uniform)
 // Workgroup: 128 threads = 4 row groups of 32 lanes; a row group owns 2 rows (adjacent ones, or
 // for the gated FFN gate row r and up row r). Lane l takes the 16-element units l, l + 32, ...
-// of the row (for K-quants 16 lanes read one super-block's quants contiguously), loads their
-// activations once as 4 vec4 and uses them for both rows; the 32 lanes' f32 sums are then
+// of the row, two per pass (for K-quants 16 lanes read one super-block's quants contiguously),
+// loads their activations once as 4 vec4 and uses them for both rows; the 32 lanes' f32 sums are then
 // reduced (subgroupAdd where the adapter has subgroups of at most 32 lanes, else a
 // workgroup-memory tree).
 // Grid: ceil(rows out / 8) (ceil(half / 4) for the gated FFN) workgroups, folded into
@@ -63,6 +63,16 @@ fn inv_rms(li: u32) -> f32 {
     return inverseSqrt(norm_red[0] / f32(p.k) + p.eps);
 }
 
+// Unit g's activations, RMS-normed when p.norm = 1 (inv = 1 / rms(x)).
+fn load_x(g: u32, inv: f32) -> array<vec4<f32>, 4> {
+    let o = unit_x(g) >> vec4<u32>(2u);
+    let xs = array<vec4<f32>, 4>(x[o.x], x[o.y], x[o.z], x[o.w]);
+    if (p.norm == 0u) {
+        return xs;
+    }
+    return array<vec4<f32>, 4>(xs[0] * inv * nw[o.x], xs[1] * inv * nw[o.y], xs[2] * inv * nw[o.z], xs[3] * inv * nw[o.w]);
+}
+
 fn act(g: f32) -> f32 {
     if (p.mode == 2u) {
         return g / (1.0 + exp(-g));
@@ -98,15 +108,16 @@ fn main(ids: Ids) {
     if (ok0) {
         let rb0 = r0 * p.row_bytes;
         let rb1 = r1 * p.row_bytes;
-        for (var g = lane; g < n_units; g += 32u) {
-            let o = unit_x(g) >> vec4<u32>(2u);
-            var xs = array<vec4<f32>, 4>(x[o.x], x[o.y], x[o.z], x[o.w]);
-            if (p.norm != 0u) {
-                xs = array<vec4<f32>, 4>(xs[0] * inv * nw[o.x], xs[1] * inv * nw[o.y], xs[2] * inv * nw[o.z], xs[3] * inv * nw[o.w]);
-            }
-            acc0 += unit_dot(rb0, g, xs);
+        // Two units per lane per pass (g and g + 32), all loads issued before the arithmetic
+        // that needs them; a second unit past the row's end repeats the last one and is dropped.
+        for (var g = lane; g < n_units; g += 64u) {
+            let has2 = g + 32u < n_units;
+            let g2 = select(n_units - 1u, g + 32u, has2);
+            let xa = load_x(g, inv);
+            let xb = load_x(g2, inv);
+            acc0 += unit_dot(rb0, g, xa) + select(0.0, unit_dot(rb0, g2, xb), has2);
             if (ok1) {
-                acc1 += unit_dot(rb1, g, xs);
+                acc1 += unit_dot(rb1, g, xa) + select(0.0, unit_dot(rb1, g2, xb), has2);
             }
         }
     }

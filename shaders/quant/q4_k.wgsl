@@ -40,19 +40,16 @@ fn unit_x(g: u32) -> vec4<u32> {
     return vec4<u32>(e, e + 4u, e + 32u, e + 36u);
 }
 
-// get_scale_min_k4 for sub-block sb from the 12 scale bytes held in s (3 words).
+// get_scale_min_k4 for sub-block sb from the 12 scale bytes held in s (3 words), without a
+// branch (lanes of one block take sub-blocks on both sides of 4).
 fn q4k_scale_min(s: vec3<u32>, sb: u32) -> vec2<f32> {
-    var sc: u32;
-    var mn: u32;
-    if (sb < 4u) {
-        sc = (s.x >> (8u * sb)) & 63u;
-        mn = (s.y >> (8u * sb)) & 63u;
-    } else {
-        let hi = (s.z >> (8u * (sb - 4u))) & 0xFFu;
-        sc = (hi & 0xFu) | (((s.x >> (8u * (sb - 4u))) & 0xC0u) >> 2u);
-        mn = (hi >> 4u) | (((s.y >> (8u * (sb - 4u))) & 0xC0u) >> 2u);
-    }
-    return vec2<f32>(f32(sc), f32(mn));
+    let sh = 8u * (sb & 3u);
+    let a = (s.x >> sh) & 0xFFu;
+    let b = (s.y >> sh) & 0xFFu;
+    let c = (s.z >> sh) & 0xFFu;
+    let lo = vec2<u32>(a & 63u, b & 63u);
+    let hi = vec2<u32>((c & 0xFu) | ((a >> 6u) << 4u), (c >> 4u) | ((b >> 6u) << 4u));
+    return vec2<f32>(select(lo, hi, sb >= 4u));
 }
 
 fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {

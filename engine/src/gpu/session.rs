@@ -43,7 +43,7 @@ pub struct GpuSession {
 }
 
 /// Layers recorded per command buffer: the GPU starts on the first layers while the CPU is still
-/// recording the rest of the step.
+/// recording the rest of the step (on an H100, 4 beat 1 and one buffer for the whole step).
 const LAYERS_PER_SUBMIT: usize = 4;
 
 /// Where a session's time went (`KILN_GPU_PROFILE=1`; printed to stderr when it is dropped).

@@ -137,6 +137,10 @@ impl GpuContext {
     pub fn attention(&self, q: &GpuBuffer, k: &GpuBuffer, v: &GpuBuffer, out: &GpuBuffer, pos: &GpuBuffer, p: AttentionParams) -> Result<Kernel, GpuError> {
         const OP: &str = "attention";
         check_heads(OP, p.n_head, p.n_head_kv, p.head_dim)?;
+        if !p.head_dim.is_multiple_of(16) {
+            // shaders/attention.wgsl: 4 threads per key, each reading whole vec4s.
+            return Err(shape_err(OP, format!("head_dim {} is not a multiple of 16", p.head_dim)));
+        }
         let max_dim = self.limits_max_dim() as usize;
         if p.n_head > max_dim || p.n_tokens > max_dim {
             return Err(shape_err(OP, "grid too large"));

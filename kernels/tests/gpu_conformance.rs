@@ -12,7 +12,8 @@
 use std::sync::OnceLock;
 
 use kiln_kernels::gpu::{
-    list_adapters, AttentionParams, GluOp, GpuBuffer, GpuContext, GpuError, RopeMode, RopeParams,
+    list_adapters, AttentionParams, Epilogue, GluOp, GpuBuffer, GpuContext, GpuError, MatOut, QkvParams, RopeMode,
+    RopeParams,
 };
 use kiln_kernels::{dequantize_row, quantize_row, GgmlType};
 
@@ -777,6 +778,140 @@ fn mul_mat_matches_cpu_backend() {
             kiln_kernels::matmul(&pool, &qm, &x, n_tokens, &mut want, &mut scratch);
             let what = format!("GPU vs CPU matmul {} tokens={n_tokens}", ty.name());
             assert_close(&what, &read(ctx, &yb), &want, QUANT_TOL);
+        }
+    }
+}
+
+#[test]
+fn mul_mat_tiles_of_64_rows_and_tokens() {
+    // 130 rows x 70 tokens: three row tiles and two token tiles of the prefill kernel, the last of
+    // each partial; written into columns 5.. of rows 140 wide.
+    let Some(ctx) = ctx() else { return };
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::Q5_0] {
+        let (k, n, n_tokens, stride, col) = (k_for(ty), 130, 70, 140, 5);
+        let (bytes, deq) = quantized_weight(ty, k, n, 41);
+        let w = ctx.upload_weight(ty, k, n, &bytes).expect("upload");
+        let x = rand_vec(k * n_tokens, 42);
+        let (xb, yb) = (ctx.upload_f32(&x).unwrap(), ctx.zeros_f32(n_tokens * stride).unwrap());
+        let out = MatOut { stride, offset: col, epilogue: Epilogue::Store };
+        run(ctx, &[&ctx.mul_mat_with(&w, &xb, &yb, n_tokens, out, None).expect("mul_mat")]);
+        let want = matmul_ref(&deq, &x, k, n, n_tokens);
+        let got = read(ctx, &yb);
+        let got: Vec<f32> = (0..n_tokens).flat_map(|t| got[t * stride + col..t * stride + col + n].to_vec()).collect();
+        assert_close(&format!("mul_mat tiles {}", ty.name()), &got, &want, QUANT_TOL);
+    }
+}
+
+#[test]
+fn mul_mat_vec_fused_norm_and_gated_ffn() {
+    // One token: y = W·rms_norm(x)·nw, and the gated FFN over a [gate | up] weight:
+    // y = act(gate·x') ⊙ (up·x') with x' normed, for both activations.
+    let Some(ctx) = ctx() else { return };
+    for ty in GPU_TYPES {
+        let (k, ff) = (k_for(ty), 45);
+        let (bytes, deq) = quantized_weight(ty, k, 2 * ff, ty.id() as u64 + 50);
+        let w = ctx.upload_weight(ty, k, 2 * ff, &bytes).expect("upload");
+        let x: Vec<f32> = rand_vec(k, 51).iter().map(|v| v * 3.0).collect();
+        let nw: Vec<f32> = rand_vec(k, 52).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let xn = rms_norm_ref(&x, &nw, k, 1e-6);
+        let (xb, nwb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&nw).unwrap());
+        // Plain product with the norm fused.
+        let yb = ctx.zeros_f32(2 * ff).unwrap();
+        run(ctx, &[&ctx.mul_mat_with(&w, &xb, &yb, 1, MatOut::dense(2 * ff), Some((&nwb, 1e-6))).unwrap()]);
+        let full = matmul_ref(&deq, &xn, k, 2 * ff, 1);
+        assert_close(&format!("mat-vec with norm {}", ty.name()), &read(ctx, &yb), &full, QUANT_TOL);
+        for (op, f) in [(GluOp::Silu, silu as fn(f64) -> f64), (GluOp::GeluTanh, gelu_tanh)] {
+            let gb = ctx.zeros_f32(ff).unwrap();
+            let out = MatOut { stride: ff, offset: 0, epilogue: Epilogue::Glu(op) };
+            run(ctx, &[&ctx.mul_mat_with(&w, &xb, &gb, 1, out, Some((&nwb, 1e-6))).unwrap()]);
+            let want: Vec<f32> = (0..ff).map(|i| (f(full[i] as f64) * full[ff + i] as f64) as f32).collect();
+            assert_close(&format!("gated mat-vec {op:?} {}", ty.name()), &read(ctx, &gb), &want, QUANT_TOL);
+        }
+    }
+    // The fused forms take one token and a [gate | up] weight of even rows.
+    let (bytes, _) = quantized_weight(GgmlType::Q8_0, 64, 3, 1);
+    let w = ctx.upload_weight(GgmlType::Q8_0, 64, 3, &bytes).unwrap();
+    let (x, y) = (ctx.zeros_f32(128).unwrap(), ctx.zeros_f32(8).unwrap());
+    let glu = MatOut { stride: 1, offset: 0, epilogue: Epilogue::Glu(GluOp::Silu) };
+    assert!(matches!(ctx.mul_mat_with(&w, &x, &y, 1, glu, None), Err(GpuError::Shape { .. })));
+    assert!(matches!(ctx.mul_mat_with(&w, &x, &y, 2, MatOut::dense(3), Some((&x, 1e-6))), Err(GpuError::Shape { .. })));
+}
+
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+#[test]
+fn glu_rows_and_norm_add() {
+    let Some(ctx) = ctx() else { return };
+    // [gate | up] rows 2·n wide for 3 tokens.
+    let (n, n_tokens) = (300, 3);
+    let gu: Vec<f32> = rand_vec(2 * n * n_tokens, 61).iter().map(|v| v * 8.0).collect();
+    let (gub, ob) = (ctx.upload_f32(&gu).unwrap(), ctx.zeros_f32(n * n_tokens).unwrap());
+    run(ctx, &[&ctx.glu_rows(&gub, 0, &gub, n, n, &ob, 2 * n, n_tokens, GluOp::Silu).unwrap()]);
+    let want: Vec<f32> = (0..n_tokens).flat_map(|t| (0..n).map(move |i| (t, i))).map(|(t, i)| (silu(gu[t * 2 * n + i] as f64) * gu[t * 2 * n + n + i] as f64) as f32).collect();
+    assert_close("glu over [gate | up] rows", &read(ctx, &ob), &want, ELEMENTWISE_TOL);
+    // y = res + rms_norm(x)·w (Gemma's post-norm and residual add).
+    let (d, rows) = (640, 3);
+    let x: Vec<f32> = rand_vec(d * rows, 62).iter().map(|v| v * 20.0).collect();
+    let w = rand_vec(d, 63);
+    let res = rand_vec(d * rows, 64);
+    let (xb, wb, rb, yb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&w).unwrap(), ctx.upload_f32(&res).unwrap(), ctx.zeros_f32(d * rows).unwrap());
+    run(ctx, &[&ctx.rms_norm_add(&xb, &wb, &rb, &yb, d, rows, 1e-6).unwrap()]);
+    let want: Vec<f32> = rms_norm_ref(&x, &w, d, 1e-6).iter().zip(&res).map(|(a, b)| a + b).collect();
+    assert_close("rms_norm_add", &read(ctx, &yb), &want, ELEMENTWISE_TOL);
+}
+
+#[test]
+fn qkv_post_norms_ropes_and_stores() {
+    // Two tokens at positions 5 and 6 of an 8-row cache; GQA 4/2, head_dim 64 with n_rot 32
+    // (unrotated tail dims), both rope modes; with biases (llama) and with Q/K norms (gemma3).
+    let Some(ctx) = ctx() else { return };
+    let (n_tokens, n_head, n_head_kv, hd, n_rot, cap) = (2usize, 4usize, 2usize, 64usize, 32usize, 8usize);
+    let (qw, kvw) = (n_head * hd, n_head_kv * hd);
+    let stride = qw + 2 * kvw + 3; // rows wider than Q|K|V
+    let qkv: Vec<f32> = rand_vec(n_tokens * stride, 71).iter().map(|v| v * 4.0).collect();
+    let bias = rand_vec(qw + 2 * kvw, 72);
+    let (qn, kn) = (rand_vec(hd, 73), rand_vec(hd, 74));
+    let positions = [5i32, 6];
+    for mode in [RopeMode::Norm, RopeMode::Neox] {
+        for gemma in [false, true] {
+            let p = QkvParams { n_tokens, n_head, n_head_kv, head_dim: hd, qkv_stride: stride, n_rot, mode, freq_base: 10000.0, freq_scale: 1.0, eps: 1e-6, capacity: cap };
+            let qkvb = ctx.upload_f32(&qkv).unwrap();
+            let (qo, kc, vc) = (ctx.zeros_f32(n_tokens * qw).unwrap(), ctx.zeros_f32(cap * kvw).unwrap(), ctx.zeros_f32(cap * kvw).unwrap());
+            let pos = ctx.upload_u32(&positions.map(|v| v as u32)).unwrap();
+            let (qnb, knb, bb) = (ctx.upload_f32(&qn).unwrap(), ctx.upload_f32(&kn).unwrap(), ctx.upload_f32(&bias).unwrap());
+            let kern = match gemma {
+                true => ctx.qkv_post(&qkvb, &qo, &kc, &vc, &pos, Some(&qnb), Some(&knb), None, p),
+                false => ctx.qkv_post(&qkvb, &qo, &kc, &vc, &pos, None, None, Some(&bb), p),
+            };
+            run(ctx, &[&kern.expect("qkv_post")]);
+            // CPU: split, bias or per-head norm, rope, place.
+            let mut q = Vec::new();
+            let mut k = Vec::new();
+            let mut v = Vec::new();
+            for t in 0..n_tokens {
+                let mut row: Vec<f32> = qkv[t * stride..t * stride + qw + 2 * kvw].to_vec();
+                if !gemma {
+                    row.iter_mut().zip(&bias).for_each(|(a, b)| *a += b);
+                }
+                q.extend_from_slice(&row[..qw]);
+                k.extend_from_slice(&row[qw..qw + kvw]);
+                v.extend_from_slice(&row[qw + kvw..]);
+            }
+            if gemma {
+                q = rms_norm_ref(&q, &qn, hd, 1e-6);
+                k = rms_norm_ref(&k, &kn, hd, 1e-6);
+            }
+            let rp = |heads| RopeParams { n_tokens, n_heads: heads, head_dim: hd, n_rot, mode, freq_base: 10000.0, freq_scale: 1.0 };
+            rope_ref(&mut q, &positions, &rp(n_head));
+            rope_ref(&mut k, &positions, &rp(n_head_kv));
+            let what = format!("qkv_post {mode:?} gemma={gemma}");
+            assert_close(&format!("{what} q"), &read(ctx, &qo), &q, ELEMENTWISE_TOL);
+            let (kc_got, vc_got) = (read(ctx, &kc), read(ctx, &vc));
+            assert_close(&format!("{what} k"), &kc_got[5 * kvw..7 * kvw], &k, ELEMENTWISE_TOL);
+            assert_close(&format!("{what} v"), &vc_got[5 * kvw..7 * kvw], &v, ELEMENTWISE_TOL);
+            assert!(kc_got[..5 * kvw].iter().chain(&kc_got[7 * kvw..]).all(|&x| x == 0.0), "{what}: only rows 5 and 6 written");
         }
     }
 }

@@ -195,8 +195,9 @@ impl GpuContext {
                 let params = [k, rows, rb, offset, gx, mode, u32_of(OP, n_out)?, u32::from(norm.is_some()), eps.to_bits(), 0, 0, 0];
                 self.part(Body::MulMatVec, Some(w.ty), &[&s.buffer, &x.buffer, &y.buffer, nw], &params, [gx, gy, 1])?
             } else {
-                let (gx, gy) = self.fold(s.n_rows.div_ceil(4))?;
-                let gz = u32_of(OP, n_tokens.div_ceil(8).max(1))?;
+                // Tiles of 64 rows x 64 tokens (shaders/mul_mat.wgsl).
+                let (gx, gy) = self.fold(s.n_rows.div_ceil(64))?;
+                let gz = u32_of(OP, n_tokens.div_ceil(64).max(1))?;
                 let params = [k, rows, rb, offset, gx, u32_of(OP, n_tokens)?, u32_of(OP, out.stride)?, mode];
                 self.part(Body::MulMat, Some(w.ty), &[&s.buffer, &x.buffer, &y.buffer], &params, [gx, gy, gz])?
             };

@@ -915,3 +915,25 @@ fn qkv_post_norms_ropes_and_stores() {
         }
     }
 }
+
+#[test]
+fn mul_mat_vec_many_rows() {
+    // Thousands of workgroups (and rows not a multiple of a workgroup's 8), with and without
+    // the fused norm.
+    let Some(ctx) = ctx() else { return };
+    for ty in [GgmlType::Q4_K, GgmlType::Q5_0] {
+        for n in [8200, 4100, 37] {
+            let k = k_for(ty);
+            let (bytes, deq) = quantized_weight(ty, k, n, n as u64);
+            let w = ctx.upload_weight(ty, k, n, &bytes).expect("upload");
+            let x = rand_vec(k, 3);
+            let nw: Vec<f32> = rand_vec(k, 4).iter().map(|v| 1.0 + 0.5 * v).collect();
+            let (xb, nwb, yb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&nw).unwrap(), ctx.zeros_f32(n).unwrap());
+            run(ctx, &[&ctx.mul_mat(&w, &xb, &yb, 1).unwrap()]);
+            assert_close(&format!("mat-vec {} rows {n}", ty.name()), &read(ctx, &yb), &matmul_ref(&deq, &x, k, n, 1), QUANT_TOL);
+            run(ctx, &[&ctx.mul_mat_with(&w, &xb, &yb, 1, MatOut::dense(n), Some((&nwb, 1e-6))).unwrap()]);
+            let want = matmul_ref(&deq, &rms_norm_ref(&x, &nw, k, 1e-6), k, n, 1);
+            assert_close(&format!("mat-vec with norm {} rows {n}", ty.name()), &read(ctx, &yb), &want, QUANT_TOL);
+        }
+    }
+}

@@ -49,7 +49,7 @@ fn q4k_scale_min(s: vec3<u32>, sb: u32) -> vec2<f32> {
     let c = (s.z >> sh) & 0xFFu;
     let lo = vec2<u32>(a & 63u, b & 63u);
     let hi = vec2<u32>((c & 0xFu) | ((a >> 6u) << 4u), (c >> 4u) | ((b >> 6u) << 4u));
-    return vec2<f32>(select(lo, hi, sb >= 4u));
+    return bitcast<vec2<f32>>(select(lo, hi, sb >= 4u) | vec2<u32>(0x4B000000u)) - vec2<f32>(8388608.0);
 }
 
 fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {

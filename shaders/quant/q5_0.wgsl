@@ -25,8 +25,12 @@ fn unit_x(g: u32) -> vec4<u32> {
     return vec4<u32>(e, e + 4u, e + 16u, e + 20u);
 }
 
-fn q5_high(qh: u32, j: u32) -> vec4<f32> {
-    return vec4<f32>(((vec4<u32>(qh) >> vec4<u32>(j, j + 1u, j + 2u, j + 3u)) & vec4<u32>(1u)) << vec4<u32>(4u));
+// Elements j .. j + 4 from nibbles at bits 0, 8, 16, 24 of `q >> shift` and bits j .. j + 3 of qh.
+fn q5_4(q: u32, shift: u32, qh: u32, j: u32) -> vec4<f32> {
+    let s = q >> shift;
+    let lo = vec4<u32>(s, s >> 8u, s >> 16u, s >> 24u) & vec4<u32>(0xFu);
+    let hi = ((vec4<u32>(qh) >> vec4<u32>(j, j + 1u, j + 2u, j + 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    return u2f4(lo | hi);
 }
 
 fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
@@ -35,7 +39,7 @@ fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
     let qh = ld_u32(b + 2u);
     let q0 = ld_u32(b + 6u + h);
     let q1 = ld_u32(b + 10u + h);
-    let s = dot(nibbles4(q0, 0u) + q5_high(qh, h), xs[0]) + dot(nibbles4(q1, 0u) + q5_high(qh, h + 4u), xs[1])
-        + dot(nibbles4(q0, 4u) + q5_high(qh, h + 16u), xs[2]) + dot(nibbles4(q1, 4u) + q5_high(qh, h + 20u), xs[3]);
+    let s = dot(q5_4(q0, 0u, qh, h), xs[0]) + dot(q5_4(q1, 0u, qh, h + 4u), xs[1])
+        + dot(q5_4(q0, 4u, qh, h + 16u), xs[2]) + dot(q5_4(q1, 4u, qh, h + 20u), xs[3]);
     return ld_f16(b) * (s - 16.0 * hsum4(xs[0] + xs[1] + xs[2] + xs[3]));
 }

@@ -49,7 +49,8 @@ fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {
     let q3 = ((qa >> 4u) & m4) | (((qh >> 4u) & m2) << 4u);
     let q4 = ((qb >> 4u) & m4) | (((qh >> 6u) & m2) << 4u);
     let sb = b + 192u + 8u * n + l0 / 16u;
-    let sc = vec4<f32>(f32(sext8(ld_u8(sb))), f32(sext8(ld_u8(sb + 2u))), f32(sext8(ld_u8(sb + 4u))), f32(sext8(ld_u8(sb + 6u))));
+    // The four i8 scales, biased to unsigned and converted like the quants (see u2f4).
+    let sc = u2f4(vec4<u32>(ld_u8(sb), ld_u8(sb + 2u), ld_u8(sb + 4u), ld_u8(sb + 6u)) ^ vec4<u32>(0x80u)) - vec4<f32>(128.0);
     let c = vec4<f32>(32.0);
     let dots = vec4<f32>(dot(bytes4(q1) - c, xs[0]), dot(bytes4(q2) - c, xs[1]), dot(bytes4(q3) - c, xs[2]), dot(bytes4(q4) - c, xs[3]));
     return ld_f16(b + 208u) * dot(sc, dots);

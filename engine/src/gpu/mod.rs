@@ -1,12 +1,15 @@
 //! The whole forward pass on a wgpu device (feature `gpu`), for `llama` and `gemma3`.
 //!
 //! Everything is prepared once and only recorded per step:
-//! - [`GpuModel::load`] uploads every weight once as its raw GGUF bytes (norm vectors as f32);
+//! - [`GpuModel::load`] uploads every weight once as its raw GGUF bytes (norm vectors as f32;
+//!   Q/K/V and gate/up matrices of one type concatenated, so each pair or triple is one product);
 //! - [`GpuSession::new`] allocates the KV cache and the activation buffers in GPU memory and
 //!   builds every kernel (pipeline, bind group, uniform parameters) for each chunk size in
 //!   [`graph::CHUNKS`];
-//! - a forward step writes the token ids and positions, records one command encoder (embedding,
-//!   every layer, K/V stores, output head) and submits it. Nothing is allocated per token.
+//! - a forward step writes the token ids and positions, records the embedding, every layer and
+//!   the output head into command buffers of a few layers each (submitted as they fill, so the
+//!   GPU starts early) and reads the logits back. Nothing is allocated per token; see
+//!   `graph.rs` for the kernels of a layer.
 //!
 //! Weight types without a WGSL decoder are dequantized to f32 at load (with a warning) rather
 //! than failing; see [`weights::SUPPORTED`].

@@ -1,6 +1,7 @@
 //! wgpu compute backend: adapters, GGUF-byte weight upload and WGSL kernels.
 //!
-//! Usage shape (one command encoder per forward step, bind groups built once at load time):
+//! Usage shape (kernels and bind groups built once at load time, recorded into a `Step` each
+//! forward step):
 //!
 //! ```ignore
 //! let ctx = GpuContext::new(None)?;                        // best adapter, Vulkan preferred
@@ -15,7 +16,8 @@
 //! ```
 //!
 //! Shaders live in the top-level `shaders/` directory, one per kernel; quantized kernels are
-//! composed from `quant/common.wgsl`, one `quant/<type>.wgsl` decoder and a kernel body.
+//! composed from `quant/common.wgsl`, one `quant/<type>.wgsl` decoder and a kernel body (the
+//! mat-vec also from one of `reduce_subgroup.wgsl` / `reduce_shared.wgsl`).
 
 mod adapter;
 mod context;

@@ -37,6 +37,19 @@ fn sext8(v: u32) -> i32 {
 // multiple of 4, so the activations load as vec4), and `unit_dot(row_byte, g, xs)` returns
 // sum_i W[row, i] * x[i] over the unit, xs holding the activations at those runs.
 
+// unit_x for types whose unit g is the 16 consecutive elements 16 g .. 16 g + 16 (F32, F16, Q8_0).
+fn unit_x_contiguous(g: u32) -> vec4<u32> {
+    let e = g * 16u;
+    return vec4<u32>(e, e + 4u, e + 8u, e + 12u);
+}
+
+// unit_x for the 32-element blocks whose byte j holds elements j and j + 16 (Q4_0, Q4_1, Q5_0):
+// unit g is half h = g % 2 of block g / 2, elements 8 h + [0, 8) and 16 + 8 h + [0, 8).
+fn unit_x_nibble_halves(g: u32) -> vec4<u32> {
+    let e = (g / 2u) * 32u + 8u * (g % 2u);
+    return vec4<u32>(e, e + 4u, e + 16u, e + 20u);
+}
+
 // Small unsigned integers (< 2^23) to f32 without an int-to-float conversion, which runs at a
 // fraction of the FMA rate on GPUs: 0x4B000000 is 2^23 as f32, and OR-ing v into its mantissa
 // gives exactly 2^23 + v.

@@ -17,8 +17,7 @@ fn decode_chunk(row_byte: u32, c: u32) {
 
 // Mat-vec unit g: as Q4_0's (qs bytes 8 h .. 8 h + 8 of block g / 2), y = d * q + m.
 fn unit_x(g: u32) -> vec4<u32> {
-    let e = (g / 2u) * 32u + 8u * (g % 2u);
-    return vec4<u32>(e, e + 4u, e + 16u, e + 20u);
+    return unit_x_nibble_halves(g);
 }
 
 fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {

@@ -21,8 +21,7 @@ fn decode_chunk(row_byte: u32, c: u32) {
 // Mat-vec unit g: as Q4_0's (qs bytes 8 h .. 8 h + 8 of block g / 2); the fifth bit of element j
 // is bit j of qh (j < 16) and of element j + 16 bit j + 16.
 fn unit_x(g: u32) -> vec4<u32> {
-    let e = (g / 2u) * 32u + 8u * (g % 2u);
-    return vec4<u32>(e, e + 4u, e + 16u, e + 20u);
+    return unit_x_nibble_halves(g);
 }
 
 // Elements j .. j + 4 from nibbles at bits 0, 8, 16, 24 of `q >> shift` and bits j .. j + 3 of qh.

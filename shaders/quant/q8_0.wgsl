@@ -13,8 +13,7 @@ fn decode_chunk(row_byte: u32, c: u32) {
 
 // Mat-vec unit g: half h = g % 2 of block g / 2, elements 16 h + [0, 16).
 fn unit_x(g: u32) -> vec4<u32> {
-    let e = g * 16u;
-    return vec4<u32>(e, e + 4u, e + 8u, e + 12u);
+    return unit_x_contiguous(g);
 }
 
 fn unit_dot(row_byte: u32, g: u32, xs: array<vec4<f32>, 4>) -> f32 {

@@ -835,6 +835,10 @@ fn mul_mat_vec_fused_norm_and_gated_ffn() {
     let glu = MatOut { stride: 1, offset: 0, epilogue: Epilogue::Glu(GluOp::Silu) };
     assert!(matches!(ctx.mul_mat_with(&w, &x, &y, 1, glu, None), Err(GpuError::Shape { .. })));
     assert!(matches!(ctx.mul_mat_with(&w, &x, &y, 2, MatOut::dense(3), Some((&x, 1e-6))), Err(GpuError::Shape { .. })));
+    // Columns past a row's end would land in the next token's row.
+    let y2 = ctx.zeros_f32(64).unwrap();
+    let overflow = MatOut { stride: 4, offset: 2, epilogue: Epilogue::Store };
+    assert!(matches!(ctx.mul_mat_with(&w, &x, &y2, 2, overflow, None), Err(GpuError::Shape { .. })));
 }
 
 fn silu(x: f64) -> f64 {

@@ -171,6 +171,9 @@ impl GpuContext {
             return Err(shape_err(OP, "a fused norm or gated product takes one token"));
         }
         need(OP, "x", x, n_tokens * w.k)?;
+        if n_tokens > 1 && out.offset + n_out > out.stride {
+            return Err(shape_err(OP, format!("{n_out} columns from {} overflow rows of {}", out.offset, out.stride)));
+        }
         if n_tokens > 0 {
             need(OP, "y", y, (n_tokens - 1) * out.stride + out.offset + n_out)?;
         }

@@ -63,14 +63,15 @@ fn inv_rms(li: u32) -> f32 {
     return inverseSqrt(norm_red[0] / f32(p.k) + p.eps);
 }
 
-// Unit g's activations, RMS-normed when p.norm = 1 (inv = 1 / rms(x)).
-fn load_x(g: u32, inv: f32) -> array<vec4<f32>, 4> {
+// Unit g's activations, times the norm weight when p.norm = 1 (the 1 / rms(x) factor is applied
+// to the row sums instead, once per row).
+fn load_x(g: u32) -> array<vec4<f32>, 4> {
     let o = unit_x(g) >> vec4<u32>(2u);
     let xs = array<vec4<f32>, 4>(x[o.x], x[o.y], x[o.z], x[o.w]);
     if (p.norm == 0u) {
         return xs;
     }
-    return array<vec4<f32>, 4>(xs[0] * inv * nw[o.x], xs[1] * inv * nw[o.y], xs[2] * inv * nw[o.z], xs[3] * inv * nw[o.w]);
+    return array<vec4<f32>, 4>(xs[0] * nw[o.x], xs[1] * nw[o.y], xs[2] * nw[o.z], xs[3] * nw[o.w]);
 }
 
 fn act(g: f32) -> f32 {
@@ -113,16 +114,16 @@ fn main(ids: Ids) {
         for (var g = lane; g < n_units; g += 64u) {
             let has2 = g + 32u < n_units;
             let g2 = select(n_units - 1u, g + 32u, has2);
-            let xa = load_x(g, inv);
-            let xb = load_x(g2, inv);
+            let xa = load_x(g);
+            let xb = load_x(g2);
             acc0 += unit_dot(rb0, g, xa) + select(0.0, unit_dot(rb0, g2, xb), has2);
             if (ok1) {
                 acc1 += unit_dot(rb1, g, xa) + select(0.0, unit_dot(rb1, g2, xb), has2);
             }
         }
     }
-    let s0 = row_sum(acc0, ids);
-    let s1 = row_sum(acc1, ids);
+    let s0 = row_sum(acc0, ids) * inv;
+    let s1 = row_sum(acc1, ids) * inv;
     if (lane != 0u || !ok0) {
         return;
     }

@@ -394,7 +394,11 @@ fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, n: usize, mapped: &(Se
     let started = Instant::now();
     {
         let view = staging.get_mapped_range(..bytes).map_err(|e| gpu_err(GpuError::Readback(format!("{e:?}"))))?;
-        out.extend(view.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        // Mapped ranges are aligned for f32 (one memcpy); the element-wise path is a fallback.
+        match bytemuck::try_cast_slice::<u8, f32>(&view) {
+            Ok(floats) => out.extend_from_slice(floats),
+            Err(_) => out.extend(view.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        }
     }
     staging.unmap();
     Ok(started.elapsed())

@@ -6,7 +6,8 @@
 //
 // Bindings: 0 x: f32 [n_rows, n]   1 w: f32 [n]   2 y: f32 [n_rows, n]   3 res: f32 [n_rows, n]
 //           4 p: Params (uniform)
-// Workgroup: 64 threads per row, sum of squares reduced in workgroup memory.
+// Workgroup: 256 threads per row (a decode step's norm is one row: its latency is the cost),
+// sum of squares reduced in workgroup memory.
 // Grid: n_rows workgroups folded into (groups_x, y).
 
 struct Params {
@@ -26,9 +27,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> res: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, 64>;
+var<workgroup> red: array<f32, 256>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let row = wg.x + wg.y * p.groups_x;
     if (row >= p.n_rows) {
@@ -36,20 +37,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let base = row * p.n;
     var ss = 0.0;
-    for (var i = li; i < p.n; i += 64u) {
+    for (var i = li; i < p.n; i += 256u) {
         let v = x[base + i];
         ss = fma(v, v, ss);
     }
     red[li] = ss;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s = s >> 1u) {
+    for (var s = 128u; s > 0u; s = s >> 1u) {
         if (li < s) {
             red[li] += red[li + s];
         }
         workgroupBarrier();
     }
     let inv = inverseSqrt(red[0] / f32(p.n) + p.eps);
-    for (var i = li; i < p.n; i += 64u) {
+    for (var i = li; i < p.n; i += 256u) {
         var v = x[base + i] * inv * w[i];
         if (p.residual != 0u) {
             v += res[base + i];

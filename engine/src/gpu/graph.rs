@@ -202,7 +202,7 @@ fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc:
 }
 
 /// Output head over one row (`x` row 0 -> logits): the final norm fused into the product.
-pub(crate) fn head_last(ctx: &GpuContext, w: &Weights, x: &GpuBuffer, logits: &GpuBuffer) -> Result<Kernel, GpuError> {
+pub(crate) fn output_head(ctx: &GpuContext, w: &Weights, x: &GpuBuffer, logits: &GpuBuffer) -> Result<Kernel, GpuError> {
     ctx.mul_mat_with(w.output(), x, logits, 1, MatOut::dense(w.hp.n_vocab), Some((&w.output_norm, w.hp.eps)))
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuError, Kernel};
 
-use super::graph::{head_last, Acts, Graph, Head, CHUNKS, CHUNK_MAX_ALL};
+use super::graph::{output_head, Acts, Graph, Head, CHUNKS, CHUNK_MAX_ALL};
 use super::{gpu_err, GpuModel};
 use crate::error::{EngineError, Result};
 use crate::generate::{self, DoneReason, GenerateOutput, GenerateRequest, Sequence, TokenEvent};
@@ -156,8 +156,8 @@ impl GpuSession {
             .map_err(gpu_err)?;
         let acts = Acts::new(ctx, w).map_err(gpu_err)?;
         let graphs = CHUNKS.iter().map(|&n| Graph::build(ctx, w, &acts, &kv, n)).collect::<Result<Vec<_>, _>>().map_err(gpu_err)?;
-        let head_x = head_last(ctx, w, &acts.x, &acts.logits).map_err(gpu_err)?;
-        let head_last = head_last(ctx, w, &acts.x_last, &acts.logits).map_err(gpu_err)?;
+        let head_x = output_head(ctx, w, &acts.x, &acts.logits).map_err(gpu_err)?;
+        let head_last = output_head(ctx, w, &acts.x_last, &acts.logits).map_err(gpu_err)?;
         Ok(GpuSession {
             staging: staging(ctx, hp.n_vocab),
             gpu: gpu.clone(),

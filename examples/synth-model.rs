@@ -70,22 +70,35 @@ fn fill(src: &str, out: &str) -> Result<(), Box<dyn std::error::Error>> {
         let mut bytes = vec![0u8; row_bytes * rows];
         let is_norm = s.dims.len() == 1;
         let per = rows.div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            for (c, chunk) in bytes.chunks_mut(per * row_bytes).enumerate() {
-                let ty = s.ty;
-                scope.spawn(move || {
-                    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((i as u64) << 32) ^ c as u64;
-                    let mut row = vec![0f32; k];
-                    for dst in chunk.chunks_mut(row_bytes) {
-                        for v in row.iter_mut() {
-                            *v = if is_norm { 1.0 } else { noise(&mut rng) };
+        // Each thread quantizes its rows; the first failure (a type kiln cannot quantize) is the error.
+        let failure = std::thread::scope(|scope| {
+            let workers: Vec<_> = bytes
+                .chunks_mut(per * row_bytes)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    let ty = s.ty;
+                    scope.spawn(move || {
+                        let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((i as u64) << 32) ^ c as u64;
+                        let mut row = vec![0f32; k];
+                        for dst in chunk.chunks_mut(row_bytes) {
+                            for v in row.iter_mut() {
+                                *v = if is_norm { 1.0 } else { noise(&mut rng) };
+                            }
+                            quantize_row(ty, &row, dst).map_err(|e| e.to_string())?;
                         }
-                        // Row lengths were checked against the type above.
-                        quantize_row(ty, &row, dst).expect("row length checked");
-                    }
-                });
-            }
+                        Ok::<(), String>(())
+                    })
+                })
+                .collect();
+            workers.into_iter().find_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("a quantizing thread panicked".to_string()),
+            })
         });
+        if let Some(e) = failure {
+            return Err(format!("{}: {e}", s.name).into());
+        }
         data.push(bytes);
     }
     let mut w = GgufWriter::new(f.version(), f.alignment());

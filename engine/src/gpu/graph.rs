@@ -88,28 +88,14 @@ impl Graph {
     }
 }
 
-/// y (+)= W·x for `n` tokens into columns `col..` of rows `stride` wide, with the RMSNorm of x
-/// (weight `norm`) fused when there is one token, else read from `xn` after an explicit norm.
-struct Products<'a> {
-    ctx: &'a GpuContext,
-    n: usize,
-    eps: f32,
-}
-
-impl Products<'_> {
-    /// One token: the norm inside the product; more: `x` is already normed.
-    fn normed(&self, w: &kiln_kernels::gpu::GpuWeight, x: &GpuBuffer, norm: &GpuBuffer, y: &GpuBuffer, out: MatOut) -> Result<Kernel, GpuError> {
-        let fused = (self.n == 1).then_some((norm, self.eps));
-        self.ctx.mul_mat_with(w, x, y, self.n, out, fused)
-    }
-}
-
 fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc: &GpuBuffer, n: usize) -> Result<Vec<(&'static str, Kernel)>, GpuError> {
     let hp = &w.hp;
     let (e, ff, eps) = (hp.n_embd, hp.n_ff, hp.eps);
     let qkvw = qkv_width(w);
-    let p = Products { ctx, n, eps };
     let decode = n == 1;
+    // A product whose input is normed: one token norms inside the product (x read raw), a chunk
+    // reads x normed once beforehand (into xn).
+    let normed = |wt, x, norm, y, out| ctx.mul_mat_with(wt, x, y, n, out, decode.then_some((norm, eps)));
     let mut ks = Vec::new();
     // One token reads x and norms it inside each product; a chunk norms it once into xn.
     let attn_in = if decode { &a.x } else { &a.xn };
@@ -117,7 +103,7 @@ fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc:
         ks.push(("attn_norm", ctx.rms_norm(&a.x, &l.attn_norm, &a.xn, e, n, eps)?)); // attn_norm
     }
     for (wt, col) in &l.qkv {
-        ks.push(("qkv", p.normed(wt, attn_in, &l.attn_norm, &a.qkv, MatOut { stride: qkvw, offset: *col, epilogue: Epilogue::Store })?));
+        ks.push(("qkv", normed(wt, attn_in, &l.attn_norm, &a.qkv, MatOut { stride: qkvw, offset: *col, epilogue: Epilogue::Store })?));
     }
     let capacity = kc.len() / hp.k_width().max(1);
     ks.push(("qkv_post", ctx.qkv_post(
@@ -173,15 +159,15 @@ fn layer(ctx: &GpuContext, w: &Weights, l: &Layer, a: &Acts, kc: &GpuBuffer, vc:
     }
     match (&l.gate_up, decode) {
         (GateUp::Fused(gu), true) => {
-            ks.push(("gate_up", p.normed(gu, ffn_in, &l.ffn_norm, &a.glu, MatOut { stride: ff, offset: 0, epilogue: Epilogue::Glu(act) })?));
+            ks.push(("gate_up", normed(gu, ffn_in, &l.ffn_norm, &a.glu, MatOut { stride: ff, offset: 0, epilogue: Epilogue::Glu(act) })?));
         }
         (gate_up, _) => {
             let out = |offset| MatOut { stride: 2 * ff, offset, epilogue: Epilogue::Store };
             match gate_up {
-                GateUp::Fused(gu) => ks.push(("gate_up", p.normed(gu, ffn_in, &l.ffn_norm, &a.gu, out(0))?)),
+                GateUp::Fused(gu) => ks.push(("gate_up", normed(gu, ffn_in, &l.ffn_norm, &a.gu, out(0))?)),
                 GateUp::Split { gate, up } => {
-                    ks.push(("gate_up", p.normed(gate, ffn_in, &l.ffn_norm, &a.gu, out(0))?));
-                    ks.push(("gate_up", p.normed(up, ffn_in, &l.ffn_norm, &a.gu, out(ff))?));
+                    ks.push(("gate_up", normed(gate, ffn_in, &l.ffn_norm, &a.gu, out(0))?));
+                    ks.push(("gate_up", normed(up, ffn_in, &l.ffn_norm, &a.gu, out(ff))?));
                 }
             }
             ks.push(("glu", ctx.glu_rows(&a.gu, 0, &a.gu, ff, ff, &a.glu, 2 * ff, n, act)?));

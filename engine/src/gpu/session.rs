@@ -92,19 +92,12 @@ impl Timer {
     }
 
     /// Adds the times of the step just finished (`labels[i]` owns timestamps 2i, 2i + 1).
-    fn collect(&mut self, ctx: &GpuContext, labels: &[&'static str]) -> Result<()> {
+    fn collect(&mut self, ctx: &GpuContext, labels: &[&'static str], mapped: &(Sender<bool>, Receiver<bool>)) -> Result<()> {
         let bytes = (labels.len() * 16) as u64;
         if bytes == 0 {
             return Ok(());
         }
-        let (tx, rx) = channel();
-        self.staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-            let _ = tx.send(r.is_ok());
-        });
-        ctx.wait().map_err(gpu_err)?;
-        if !rx.try_recv().unwrap_or(false) {
-            return Err(gpu_err(GpuError::Readback("mapping the timestamps failed".into())));
-        }
+        map_read(ctx, &self.staging, bytes, mapped, "timestamps")?;
         {
             let view = self.staging.get_mapped_range(..bytes).map_err(|e| gpu_err(GpuError::Readback(format!("{e:?}"))))?;
             let ticks: Vec<u64> = view.chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect();
@@ -172,7 +165,7 @@ impl GpuSession {
             all: None,
             positions: Vec::with_capacity(CHUNKS[0]),
             mapped: channel(),
-            profile: std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "1").then(|| Profile { timer: Timer::new(ctx), ..Profile::default() }),
+            profile: kiln_kernels::gpu::profiling().then(|| Profile { timer: Timer::new(ctx), ..Profile::default() }),
         })
     }
 
@@ -300,7 +293,7 @@ impl GpuSession {
             read += read_staging(ctx, &self.staging, n_vocab, &self.mapped, out)?;
         }
         if let Some(t) = self.profile.as_mut().and_then(|p| p.timer.as_mut()) {
-            t.collect(ctx, &labels)?;
+            t.collect(ctx, &labels, &self.mapped)?;
         }
         if let Some(p) = &mut self.profile {
             p.steps += 1;
@@ -380,17 +373,22 @@ fn staging(ctx: &GpuContext, n: usize) -> wgpu::Buffer {
 
 /// Maps the first `n` f32 of `staging` (filled by the step just submitted), appends them to
 /// `out` and unmaps; returns the time spent copying out of the mapping.
-fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, n: usize, mapped: &(Sender<bool>, Receiver<bool>), out: &mut Vec<f32>) -> Result<Duration> {
-    let bytes = (n * 4) as u64;
+/// Maps the first `bytes` of a readback buffer filled by work already submitted, waiting for it.
+fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64, mapped: &(Sender<bool>, Receiver<bool>), what: &str) -> Result<()> {
     let tx = mapped.0.clone();
     staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
         let _ = tx.send(r.is_ok());
     });
     ctx.wait().map_err(gpu_err)?;
-    let ok = mapped.1.try_recv().unwrap_or(false);
-    if !ok {
-        return Err(gpu_err(GpuError::Readback("mapping the logits failed".into())));
+    if !mapped.1.try_recv().unwrap_or(false) {
+        return Err(gpu_err(GpuError::Readback(format!("mapping the {what} failed"))));
     }
+    Ok(())
+}
+
+fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, n: usize, mapped: &(Sender<bool>, Receiver<bool>), out: &mut Vec<f32>) -> Result<Duration> {
+    let bytes = (n * 4) as u64;
+    map_read(ctx, staging, bytes, mapped, "logits")?;
     let started = Instant::now();
     {
         let view = staging.get_mapped_range(..bytes).map_err(|e| gpu_err(GpuError::Readback(format!("{e:?}"))))?;

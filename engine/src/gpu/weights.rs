@@ -223,16 +223,16 @@ fn upload_runs(ctx: &GpuContext, f: &GgufFile, mats: Vec<(Linear, String)>) -> R
             bytes += mats[j].0.len;
             j += 1;
         }
+        let rows: usize = mats[i..j].iter().map(|(l, _)| l.rows).sum();
         let w = if j == i + 1 {
             upload_linear(ctx, f, first, name)?
         } else {
             let mut cat = Vec::with_capacity(bytes);
             mats[i..j].iter().for_each(|(l, _)| cat.extend_from_slice(l.bytes(f.data())));
-            let rows = mats[i..j].iter().map(|(l, _)| l.rows).sum();
             ctx.upload_weight(first.ty, first.cols, rows, &cat).map_err(gpu_err)?
         };
         out.push((w, row));
-        row += mats[i..j].iter().map(|(l, _)| l.rows).sum::<usize>();
+        row += rows;
         i = j;
     }
     Ok(out)

@@ -67,6 +67,11 @@ impl Step {
     }
 }
 
+/// Whether `KILN_GPU_PROFILE=1` asks for per-step and per-kernel GPU times.
+pub fn profiling() -> bool {
+    std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "1")
+}
+
 /// Whether the mat-vec reductions use subgroup operations on `adapter`: it has them, its
 /// subgroups have at most 32 lanes (the kernels' row groups are 32 wide), and `KILN_GPU_SUBGROUPS`
 /// is not `0` (which forces the workgroup-memory path, e.g. to test it).
@@ -108,8 +113,7 @@ impl Step {
         if n > src.len || (n * 4) as u64 > staging.size() {
             return Err(shape_err("copy_to_staging", format!("{n} elements from {} into {} bytes", src.len, staging.size())));
         }
-        self.pass = None;
-        self.encoder.copy_buffer_to_buffer(&src.buffer, 0, staging, 0, (n * 4) as u64);
+        self.copy_raw(&src.buffer, staging, (n * 4) as u64);
         Ok(())
     }
 }
@@ -152,8 +156,7 @@ impl GpuContext {
             false => wgpu::Features::empty(),
         };
         // Per-kernel GPU times for KILN_GPU_PROFILE=1, where the adapter can write timestamps.
-        let profiling = std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "1");
-        if profiling && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        if profiling() && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             required_features |= wgpu::Features::TIMESTAMP_QUERY;
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {

@@ -27,7 +27,7 @@ mod pipelines;
 mod tensor;
 
 pub use adapter::{list_adapters, AdapterInfo};
-pub use context::{GpuContext, Step};
+pub use context::{profiling, GpuContext, Step};
 pub use eltwise::{AttentionParams, GluOp, QkvParams, RopeMode, RopeParams};
 pub use ops::{Epilogue, Kernel, MatOut};
 pub use tensor::{GpuBuffer, GpuWeight};

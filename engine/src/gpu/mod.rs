@@ -12,7 +12,7 @@
 //!   `graph.rs` for the kernels of a layer.
 //!
 //! Weight types without a WGSL decoder are dequantized to f32 at load (with a warning) rather
-//! than failing; see [`weights::SUPPORTED`].
+//! than failing; see [`kiln_kernels::gpu::decodes`].
 //!
 //! ```no_run
 //! # use kiln_engine::{LoadOptions, Model, gpu::{GpuModel, GpuSession}};

@@ -4,7 +4,7 @@
 //! The two architectures share one layer struct; the gemma3-only tensors are `Option`s and
 //! everything that differs is marked "llama:" / "gemma3:" below.
 
-use kiln_kernels::gpu::{GpuBuffer, GpuContext, GpuWeight, RopeMode};
+use kiln_kernels::gpu::{decodes, GpuBuffer, GpuContext, GpuWeight, RopeMode};
 use kiln_kernels::GgmlType;
 
 use super::gpu_err;
@@ -13,18 +13,6 @@ use crate::gguf::GgufFile;
 use crate::model::hparams::Hparams;
 use crate::model::linear::{load_vector, optional_vector, Linear};
 use crate::model::Model;
-
-/// Weight types with a WGSL decoder (shaders/quant/*.wgsl). Others are dequantized to f32.
-pub(crate) const SUPPORTED: [GgmlType; 8] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q8_0,
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-];
 
 /// gemma3: every sixth layer attends globally, the others use the sliding window and RoPE
 /// base 10000 (as engine/src/arch/gemma3.rs).
@@ -219,7 +207,7 @@ fn upload_runs(ctx: &GpuContext, f: &GgufFile, mats: Vec<(Linear, String)>) -> R
         let (first, name) = &mats[i];
         let mut j = i + 1;
         let mut bytes = first.len;
-        while j < mats.len() && mats[j].0.ty == first.ty && mats[j].0.cols == first.cols && SUPPORTED.contains(&first.ty) && ((bytes + mats[j].0.len) as u64) <= ctx.max_binding_bytes() {
+        while j < mats.len() && mats[j].0.ty == first.ty && mats[j].0.cols == first.cols && decodes(first.ty) && ((bytes + mats[j].0.len) as u64) <= ctx.max_binding_bytes() {
             bytes += mats[j].0.len;
             j += 1;
         }
@@ -241,7 +229,7 @@ fn upload_runs(ctx: &GpuContext, f: &GgufFile, mats: Vec<(Linear, String)>) -> R
 /// Uploads a matrix as its GGUF bytes, or dequantized to f32 when no shader decodes its type.
 fn upload_linear(ctx: &GpuContext, f: &GgufFile, l: &Linear, name: &str) -> Result<GpuWeight> {
     let bytes = l.bytes(f.data());
-    if SUPPORTED.contains(&l.ty) {
+    if decodes(l.ty) {
         return ctx.upload_weight(l.ty, l.cols, l.rows, bytes).map_err(gpu_err);
     }
     tracing::warn!("gpu: no WGSL kernel for {} ({name}); dequantizing it to f32 on the CPU at load", l.ty.name());

@@ -30,6 +30,7 @@ pub use adapter::{list_adapters, AdapterInfo};
 pub use context::{profiling, GpuContext, Step};
 pub use eltwise::{AttentionParams, GluOp, QkvParams, RopeMode, RopeParams};
 pub use ops::{Epilogue, Kernel, MatOut};
+pub use pipelines::decodes;
 pub use tensor::{GpuBuffer, GpuWeight};
 
 /// Errors of the wgpu backend.

@@ -42,6 +42,12 @@ impl Body {
     }
 }
 
+/// Whether the GPU kernels read weights of type `ty` directly (it has a `shaders/quant` decoder);
+/// other types must be converted (the engine dequantizes them to f32 at load).
+pub fn decodes(ty: GgmlType) -> bool {
+    quant_decoder(ty).is_some()
+}
+
 /// The WGSL `decode_chunk` for a weight type, or None where the GPU backend has no decoder.
 pub(crate) fn quant_decoder(ty: GgmlType) -> Option<&'static str> {
     Some(match ty {

@@ -150,3 +150,23 @@ fn huge_page_copy_matches_the_memory_map() {
     assert_eq!(a.err().map(|e| e.to_string()), b.err().map(|e| e.to_string()));
     assert!(GgufFile::open_with(dir.path(), WeightMemory::HugePages).is_err(), "a directory is not a model");
 }
+
+/// Releasing the header of the huge-page copy gives its whole pages back and leaves the tensor
+/// data, metadata and tensor index as they were; a memory map is left alone.
+#[test]
+fn releasing_the_header_keeps_tensors_and_metadata() {
+    use kiln_engine::gguf::WeightMemory;
+    let Some(path) = model(SMOLLM) else { return };
+    let mapped = GgufFile::open_with(&path, WeightMemory::Mmap).unwrap();
+    let mut copied = GgufFile::open_with(&path, WeightMemory::HugePages).unwrap();
+    let released = copied.release_header();
+    let header = copied.data_offset() as usize;
+    assert_eq!(released, header & !4095, "whole pages below the data section");
+    assert!(released > 1 << 20, "SmolLM2's header is 1.7 MB");
+    assert!(copied.data()[..released].iter().all(|&b| b == 0));
+    assert!(mapped.data()[header..] == copied.data()[header..], "tensor data changed");
+    assert!(mapped.metadata() == copied.metadata());
+    assert_eq!(mapped.tensors(), copied.tensors());
+    let mut mapped = mapped;
+    assert_eq!(mapped.release_header(), 0, "a memory map keeps its pages");
+}

@@ -111,6 +111,7 @@ impl Model {
         };
         // The tokenizer holds its own vocabulary; `show` and the API read metadata from the file.
         gguf.forget_arrays("tokenizer.ggml.");
+        gguf.release_header();
         trim_heap();
         Ok(Arc::new(Model {
             gguf,

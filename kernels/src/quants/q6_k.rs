@@ -20,7 +20,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 
 /// The signed 6-bit quant of element e (in −32..31).
 #[inline(always)]
-fn q6(b: &BlockQ6K, e: usize) -> i32 {
+pub(crate) fn q6(b: &BlockQ6K, e: usize) -> i32 {
     let (n, g, l) = (e / 128, (e % 128) / 32, e % 32);
     let byte = b.ql[64 * n + 32 * (g & 1) + l];
     let low = if g < 2 { byte & 0xF } else { byte >> 4 };

@@ -1,21 +1,21 @@
-//! AVX2 + FMA dot products (llama.cpp `arch/x86/quants.c` style, `vpmaddubsw` + `vpmaddwd`).
-use super::x86::{cast_or_none, fp16, hsum256, unpack_k4_scales};
+//! AVX2 + FMA dot products (`vpmaddubsw` + `vpmaddwd`), for CPUs without AVX-512 (AMD Zen 1–3,
+//! Intel client cores). The K-quants compute exactly what the AVX-512 and AMX paths compute:
+//! each super-block's exact integer sums, then [`k_quant_step`] / [`q6_k_step`], so a row's bits
+//! are the same on every x86 path, in every batch. A weight super-block is unpacked once
+//! ([`Prep`]) for all the tokens of a tile; eight tokens' sums are reduced
+//! together and stepped as the eight lanes of one vector (the same IEEE operations per lane).
+use super::avx512::{k_quant_step, q6_k_step};
+use super::x86::{cast_or_none, fp16, hsum_i32x8x8, unpack_k4_scales};
 use crate::quants::{BlockQ4K, BlockQ6K, BlockQ8K};
-use crate::simd::VecDotFn;
+use crate::simd::{MatvecRowsFn, VecDotFn, VecDotTileFn};
 use crate::types::GgmlType;
 use std::arch::x86_64::*;
 
 pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
     Some(match ty {
-        GgmlType::Q4_K => |x, y| match (cast_or_none(x), cast_or_none(y)) {
-            // SAFETY: handed out only when AVX2/FMA/F16C were detected.
-            (Some(a), Some(b)) => unsafe { vec_dot_q4_k_q8_k(a, b) },
-            _ => f32::NAN,
-        },
-        GgmlType::Q6_K => |x, y| match (cast_or_none(x), cast_or_none(y)) {
-            (Some(a), Some(b)) => unsafe { vec_dot_q6_k_q8_k(a, b) },
-            _ => f32::NAN,
-        },
+        GgmlType::Q4_K => q4k::single,
+        GgmlType::Q6_K => q6k::single,
+        // SAFETY (legacy): handed out only when AVX2/FMA/F16C were detected.
         GgmlType::Q4_0 => |x, y| unsafe { super::x86::plain::vec_dot_q4_0_q8_0(x, y) },
         GgmlType::Q4_1 => |x, y| unsafe { super::x86::plain::vec_dot_q4_1_q8_1(x, y) },
         GgmlType::Q5_0 => |x, y| unsafe { super::x86::plain::vec_dot_q5_0_q8_0(x, y) },
@@ -24,78 +24,251 @@ pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
     })
 }
 
-/// Prefill tiles for the legacy types (one weight row against up to 8 tokens).
-pub fn tile_fn(ty: GgmlType) -> Option<super::VecDotTileFn> {
+/// Prefill tiles (one weight row against up to 8 tokens).
+pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
     Some(match ty {
-        // SAFETY (all): handed out only when AVX2/FMA/F16C were detected.
-        GgmlType::Q8_0 => |x, ys, out| unsafe { super::x86::plain::tile_q8_0_q8_0(x, ys, out) },
-        GgmlType::Q4_0 => |x, ys, out| unsafe { super::x86::plain::tile_q4_0_q8_0(x, ys, out) },
-        GgmlType::Q5_0 => |x, ys, out| unsafe { super::x86::plain::tile_q5_0_q8_0(x, ys, out) },
-        GgmlType::Q4_1 => |x, ys, out| unsafe { super::x86::plain::tile_q4_1_q8_1(x, ys, out) },
+        GgmlType::Q4_K => q4k::tile,
+        GgmlType::Q6_K => q6k::tile,
+        // SAFETY (legacy): handed out only when AVX2/FMA/F16C were detected.
+        GgmlType::Q8_0 => |x, ys, out| unsafe { super::x86::plain::tile8_q8_0(x, ys, out) },
+        GgmlType::Q4_0 => |x, ys, out| unsafe { super::x86::plain::tile8_q4_0(x, ys, out) },
+        GgmlType::Q5_0 => |x, ys, out| unsafe { super::x86::plain::tile8_q5_0(x, ys, out) },
+        GgmlType::Q4_1 => |x, ys, out| unsafe { super::x86::plain::tile8_q4_1(x, ys, out) },
         _ => return None,
     })
 }
 
-/// Q4_K · Q8_K: per 64 elements, low/high nibbles of 32 qs bytes against two 32-byte q8 runs,
-/// maddubs to i16, madd with the broadcast sub-block scale to i32 (spec §2.3).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = _mm256_setzero_ps();
-    let mut accm = _mm256_setzero_ps();
-    for (b, a) in x.iter().zip(y) {
-        let u = unpack_k4_scales(&b.scales);
-        let (d, dmin) = (fp16(b.d) * a.d, -fp16(b.dmin) * a.d);
-        let mins8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
-        let mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
-        let bs = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins16)), _mm256_set1_ps(dmin), accm);
-        let sc = [u[0].to_le_bytes(), u[1].to_le_bytes()];
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            let q = _mm256_loadu_si256(b.qs.as_ptr().add(32 * c) as *const __m256i);
-            let lo = _mm256_and_si256(q, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            let y0 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * c) as *const __m256i);
-            let y1 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * c + 32) as *const __m256i);
-            let (s0, s1) = (sc[(2 * c) / 4][(2 * c) % 4], sc[(2 * c + 1) / 4][(2 * c + 1) % 4]);
-            let p0 = _mm256_madd_epi16(_mm256_set1_epi16(s0 as i16), _mm256_maddubs_epi16(lo, y0));
-            let p1 = _mm256_madd_epi16(_mm256_set1_epi16(s1 as i16), _mm256_maddubs_epi16(hi, y1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    hsum256(acc) + hsum256(accm)
+/// Mat-vec kernels (decode): a whole chunk of rows inside one target-feature function.
+pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
+    Some(match ty {
+        GgmlType::Q4_K => q4k::rows,
+        GgmlType::Q6_K => q6k::rows,
+        // SAFETY (legacy): handed out only when AVX2/FMA/F16C were detected.
+        GgmlType::Q4_0 => |w, rb, y, out| unsafe { super::x86::plain::rows_q4_0(w, rb, y, out) },
+        GgmlType::Q4_1 => |w, rb, y, out| unsafe { super::x86::plain::rows_q4_1(w, rb, y, out) },
+        GgmlType::Q5_0 => |w, rb, y, out| unsafe { super::x86::plain::rows_q5_0(w, rb, y, out) },
+        GgmlType::Q8_0 => |w, rb, y, out| unsafe { super::x86::plain::rows_q8_0(w, rb, y, out) },
+        _ => return None,
+    })
 }
 
-/// Q6_K · Q8_K with unsigned 0..63 quants and the −32 folded in through bsums.
+/// A K-quant super-block unpacked for `vpmaddubsw`: eight 32-element groups of unsigned quants
+/// in element order (against `q8[32j..32j + 32]`), the i16 scale(s) of each group, and the i16
+/// factors of the 16 bsums (Q4_K: the mins; Q6_K: the scales).
+struct Prep {
+    q: [__m256i; 8],
+    sc: [__m256i; 8],
+    f: __m256i,
+}
+
+/// `vpshufb` masks that broadcast the i16 element `lo` of a 128-bit lane over the low lane and
+/// element `hi` over the high lane.
+const fn bcast16(lo: usize, hi: usize) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        let e = if i < 16 { lo } else { hi };
+        m[i] = (2 * e + i % 2) as u8;
+        i += 1;
+    }
+    m
+}
+
+/// Q4_K group j: scale j over both lanes.
+static Q4K_SHUF: [[u8; 32]; 8] = [bcast16(0, 0), bcast16(1, 1), bcast16(2, 2), bcast16(3, 3), bcast16(4, 4), bcast16(5, 5), bcast16(6, 6), bcast16(7, 7)];
+/// Q6_K group j (scales 2j, 2j + 1), within the 8 scales of its half of the block.
+static Q6K_SHUF: [[u8; 32]; 4] = [bcast16(0, 1), bcast16(2, 3), bcast16(4, 5), bcast16(6, 7)];
+
+#[inline(always)]
+unsafe fn shuf(v: __m256i, m: &[u8; 32]) -> __m256i {
+    _mm256_shuffle_epi8(v, _mm256_loadu_si256(m.as_ptr() as *const __m256i))
+}
+
+/// Q4_K: group j is the low (j even) or high nibbles of qs[32(j/2)..]; its scale is scale j and
+/// its min multiplies bsums 2j and 2j+1 (spec §2.2).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+unsafe fn prep_q4k(b: &BlockQ4K) -> Prep {
     let m4 = _mm256_set1_epi8(0x0F);
-    let m2 = _mm256_set1_epi8(0x03);
-    let mut acc = _mm256_setzero_ps();
-    for (b, a) in x.iter().zip(y) {
-        let d = fp16(b.d) * a.d;
-        let sc128 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
-        let bs = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
-        let bias = _mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc128));
-        let mut sumi = _mm256_mullo_epi32(bias, _mm256_set1_epi32(-32));
-        for n in 0..2 {
-            let qh = _mm256_loadu_si256(b.qh.as_ptr().add(32 * n) as *const __m256i);
-            for g in 0..4 {
-                let ql = _mm256_loadu_si256(b.ql.as_ptr().add(64 * n + 32 * (g & 1)) as *const __m256i);
-                let lo = if g < 2 { _mm256_and_si256(ql, m4) } else { _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4) };
-                let hi = _mm256_and_si256(_mm256_srlv_epi64(qh, _mm256_set1_epi64x(2 * g as i64)), m2);
-                let q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                let yv = _mm256_loadu_si256(a.qs.as_ptr().add(128 * n + 32 * g) as *const __m256i);
-                let p = _mm256_maddubs_epi16(q, yv);
-                // Two sub-blocks of 16: scales [8n + 2g] (lanes 0..3) and [8n + 2g + 1] (4..7).
-                let (s0, s1) = (b.scales[8 * n + 2 * g] as i16, b.scales[8 * n + 2 * g + 1] as i16);
-                let sv = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sv));
+    let u = unpack_k4_scales(&b.scales);
+    let s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, u[1] as i32, u[0] as i32)));
+    let mins8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
+    let qp = b.qs.as_ptr();
+    let v: [__m256i; 4] = std::array::from_fn(|c| _mm256_loadu_si256(qp.add(32 * c) as *const __m256i));
+    Prep {
+        q: std::array::from_fn(|j| if j % 2 == 0 { _mm256_and_si256(v[j / 2], m4) } else { _mm256_and_si256(_mm256_srli_epi16(v[j / 2], 4), m4) }),
+        sc: std::array::from_fn(|j| shuf(s16, &Q4K_SHUF[j])),
+        f: _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8)),
+    }
+}
+
+/// Q6_K: group j = 4n + g takes its low nibbles from ql[64n + 32(g & 1)..] (shifted by 4 for
+/// g ≥ 2) and its top bits, bits 2g and 2g+1 of qh[32n..], as bits 4 and 5; unsigned 0..63, the
+/// −32 goes through the bsums. Its 16-element halves have scales 2j and 2j + 1.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prep_q6k(b: &BlockQ6K) -> Prep {
+    let (m4, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    let ql: [__m256i; 4] = std::array::from_fn(|i| _mm256_loadu_si256(b.ql.as_ptr().add(32 * i) as *const __m256i));
+    let qh: [__m256i; 2] = std::array::from_fn(|n| _mm256_loadu_si256(b.qh.as_ptr().add(32 * n) as *const __m256i));
+    let hi = |n: usize, g: usize| match g {
+        0 => _mm256_and_si256(_mm256_slli_epi16(qh[n], 4), m30),
+        1 => _mm256_and_si256(_mm256_slli_epi16(qh[n], 2), m30),
+        2 => _mm256_and_si256(qh[n], m30),
+        _ => _mm256_and_si256(_mm256_srli_epi16(qh[n], 2), m30),
+    };
+    let s8 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
+    let halves = [_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(s8)), _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(s8, 8)))];
+    Prep {
+        q: std::array::from_fn(|j| {
+            let (n, g) = (j / 4, j % 4);
+            let l = ql[2 * n + (g & 1)];
+            let lo = if g < 2 { _mm256_and_si256(l, m4) } else { _mm256_and_si256(_mm256_srli_epi16(l, 4), m4) };
+            _mm256_or_si256(lo, hi(n, g))
+        }),
+        sc: std::array::from_fn(|j| shuf(halves[j / 4], &Q6K_SHUF[j % 4])),
+        f: _mm256_cvtepi8_epi16(s8),
+    }
+}
+
+/// Lanes summing to Σ scale·(q·q8) and lanes summing to Σ factor·bsum, both exact
+/// (|vpmaddubsw pairs| ≤ 2·63·128 < 2^15).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lanes(p: &Prep, y: &BlockQ8K) -> (__m256i, __m256i) {
+    let yp = y.qs.as_ptr();
+    let mut s = _mm256_setzero_si256();
+    for j in 0..8 {
+        let yv = _mm256_loadu_si256(yp.add(32 * j) as *const __m256i);
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(p.q[j], yv), p.sc[j]));
+    }
+    (s, _mm256_madd_epi16(_mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i), p.f))
+}
+
+/// (Σ lanes of s, Σ lanes of m), exact.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_pair(s: __m256i, m: __m256i) -> (i32, i32) {
+    let h = _mm256_hadd_epi32(s, m);
+    let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    let h = _mm_hadd_epi32(h, h);
+    (_mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1))
+}
+
+/// The kernels of one K-quant type: `$prep` unpacks a block, `$scales` gives its float factors,
+/// `$step` is the scalar super-block step and `$step8` the same operations on eight lanes.
+macro_rules! k_quant_kernels {
+    ($m:ident, $block:ty, $prep:ident, |$b:ident| $scales:expr, $step:expr, $step8:expr) => {
+        mod $m {
+            use super::*;
+
+            /// One row against one token, block after block.
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(super) unsafe fn row_dot(x: &[$block], y: &[BlockQ8K]) -> f32 {
+                let mut acc = 0f32;
+                for ($b, yb) in x.iter().zip(y) {
+                    let (s, m) = lanes(&$prep($b), yb);
+                    let (s, m) = hsum_pair(s, m);
+                    let (d, dm): (f32, f32) = $scales;
+                    acc = $step(acc, s, m, d, dm, yb.d);
+                }
+                acc
+            }
+
+            pub(super) fn single(x: &[u8], y: &[u8]) -> f32 {
+                match (cast_or_none::<$block>(x), cast_or_none::<BlockQ8K>(y)) {
+                    // SAFETY: handed out only when AVX2/FMA/F16C were detected.
+                    (Some(a), Some(b)) if a.len() == b.len() => unsafe { row_dot(a, b) },
+                    _ => f32::NAN,
+                }
+            }
+
+            /// Checks the shapes once, then the one-token kernel row after row (prefetching).
+            pub(super) fn rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
+                let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
+                let align = std::mem::align_of::<$block>();
+                let ok = rb == yb.len() * std::mem::size_of::<$block>() && w.len() >= out.len() * rb;
+                if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
+                    return out.fill(f32::NAN);
+                }
+                // SAFETY: handed out only when AVX2/FMA/F16C were detected; shapes checked above.
+                unsafe { rows_avx2(w, rb, yb, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn rows_avx2(w: &[u8], rb: usize, y: &[BlockQ8K], out: &mut [f32]) {
+                // SAFETY (closure): runs inside this function, with its features; rows cast.
+                crate::matmul::for_each_row(w, rb, out, |row| unsafe { row_dot(bytemuck::cast_slice(row), y) })
+            }
+
+            /// One weight row against ys.len() (1..=8) tokens: eight as vector lanes, fewer one
+            /// after another (the same operations, so the same bits).
+            pub(super) fn tile(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+                let Some(w) = cast_or_none::<$block>(x) else { return out.fill(f32::NAN) };
+                let n = ys.len().min(out.len());
+                let mut yb: [&[BlockQ8K]; 8] = [&[]; 8];
+                for (o, y) in yb.iter_mut().zip(&ys[..n]) {
+                    match cast_or_none::<BlockQ8K>(y) {
+                        Some(b) if b.len() == w.len() => *o = b,
+                        _ => return out.fill(f32::NAN),
+                    }
+                }
+                // SAFETY: handed out only when AVX2/FMA/F16C were detected; rows fit w.
+                unsafe {
+                    if n == 8 {
+                        tile8(w, &yb, &mut out[..8]);
+                    } else {
+                        tile_n(w, &yb[..n], &mut out[..n]);
+                    }
+                }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn tile_n(x: &[$block], ys: &[&[BlockQ8K]], out: &mut [f32]) {
+                out.fill(0.0);
+                for (i, $b) in x.iter().enumerate() {
+                    let p = $prep($b);
+                    let (d, dm): (f32, f32) = $scales;
+                    for (acc, y) in out.iter_mut().zip(ys) {
+                        let yb = y.get_unchecked(i);
+                        let (s, m) = lanes(&p, yb);
+                        let (s, m) = hsum_pair(s, m);
+                        *acc = $step(*acc, s, m, d, dm, yb.d);
+                    }
+                }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn tile8(x: &[$block], ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
+                let mut acc = _mm256_setzero_ps();
+                for (i, $b) in x.iter().enumerate() {
+                    let p = $prep($b);
+                    let (d, dm): (f32, f32) = $scales;
+                    let mut s = [_mm256_setzero_si256(); 8];
+                    let mut m = [_mm256_setzero_si256(); 8];
+                    for t in 0..8 {
+                        (s[t], m[t]) = lanes(&p, ys[t].get_unchecked(i));
+                    }
+                    let e = |t: usize| ys[t].get_unchecked(i).d;
+                    let d8 = _mm256_set_ps(e(7), e(6), e(5), e(4), e(3), e(2), e(1), e(0));
+                    acc = $step8(acc, hsum_i32x8x8(&s), hsum_i32x8x8(&m), _mm256_set1_ps(d), _mm256_set1_ps(dm), d8);
+                }
+                _mm256_storeu_ps(out.as_mut_ptr(), acc);
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    hsum256(acc)
+    };
 }
+
+k_quant_kernels!(q4k, BlockQ4K, prep_q4k, |b| (fp16(b.d), -fp16(b.dmin)),
+    |acc, s, m, d, dm, d8| k_quant_step(acc, s, d, m, dm, d8),
+    |acc, s, m, d, dm, d8| {
+        let acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), d), d8, acc);
+        _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(m), dm), d8, acc)
+    });
+k_quant_kernels!(q6k, BlockQ6K, prep_q6k, |b| (fp16(b.d), 0.0),
+    |acc, s, o, d, _dm, d8| q6_k_step(acc, s, o, d, d8),
+    |acc, s, o, d, _dm, d8| {
+        let c = _mm256_sub_epi32(s, _mm256_slli_epi32(o, 5));
+        _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(c), d), d8, acc)
+    });

@@ -25,10 +25,10 @@ pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
         GgmlType::Q4_K => |x, ys, out| tile::<BlockQ4K>(x, ys, out, Kernels::Q4K),
         GgmlType::Q6_K => |x, ys, out| tile::<BlockQ6K>(x, ys, out, Kernels::Q6K),
         // SAFETY (legacy): handed out only when AVX-512 BW/VL + VNNI were detected.
-        GgmlType::Q8_0 => |x, ys, out| unsafe { super::x86::vnni::tile_q8_0_q8_0(x, ys, out) },
-        GgmlType::Q4_0 => |x, ys, out| unsafe { super::x86::vnni::tile_q4_0_q8_0(x, ys, out) },
-        GgmlType::Q5_0 => |x, ys, out| unsafe { super::x86::vnni::tile_q5_0_q8_0(x, ys, out) },
-        GgmlType::Q4_1 => |x, ys, out| unsafe { super::x86::vnni::tile_q4_1_q8_1(x, ys, out) },
+        GgmlType::Q8_0 => |x, ys, out| unsafe { super::x86::vnni::tile8_q8_0(x, ys, out) },
+        GgmlType::Q4_0 => |x, ys, out| unsafe { super::x86::vnni::tile8_q4_0(x, ys, out) },
+        GgmlType::Q5_0 => |x, ys, out| unsafe { super::x86::vnni::tile8_q5_0(x, ys, out) },
+        GgmlType::Q4_1 => |x, ys, out| unsafe { super::x86::vnni::tile8_q4_1(x, ys, out) },
         _ => return None,
     })
 }

@@ -176,6 +176,8 @@ pub fn matvec_rows_fn_for(ty: GgmlType, isa: Isa) -> Option<MatvecRowsFn> {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => avx512::matvec_rows_fn(ty),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::matvec_rows_fn(ty),
         _ => None,
     }
 }

@@ -151,6 +151,81 @@ fn matvec_rows_match_the_one_token_tile() {
     }
 }
 
+/// The K-quants' one arithmetic, written plainly: each super-block's exact integer sums, then
+/// `k_quant_step` / `q6_k_step`, block after block. Every x86 path (AVX2, AVX-512, AMX) must
+/// give these bits, so results do not depend on the CPU's instruction set or the batch.
+#[cfg(target_arch = "x86_64")]
+fn k_quant_exact(ty: GgmlType, w: &[u8], act: &[u8]) -> f32 {
+    use crate::quants::common::get_scale_min_k4;
+    use crate::quants::{q6_k::q6, BlockQ4K, BlockQ6K, BlockQ8K};
+    let y: &[BlockQ8K] = bytemuck::cast_slice(act);
+    let mut acc = 0f32;
+    match ty {
+        GgmlType::Q4_K => {
+            for (b, y) in bytemuck::cast_slice::<u8, BlockQ4K>(w).iter().zip(y) {
+                let (mut s, mut m) = (0i32, 0i32);
+                for sb in 0..8 {
+                    let (sc, mn) = get_scale_min_k4(sb, &b.scales);
+                    let q: i32 = (0..32).map(|l| ((b.qs[32 * (sb / 2) + l] >> (4 * (sb % 2))) & 0xF) as i32 * y.qs[32 * sb + l] as i32).sum();
+                    s += sc as i32 * q;
+                    m += mn as i32 * (y.bsums[2 * sb] as i32 + y.bsums[2 * sb + 1] as i32);
+                }
+                acc = avx512::k_quant_step(acc, s, b.d.to_f32(), m, -b.dmin.to_f32(), y.d);
+            }
+        }
+        GgmlType::Q6_K => {
+            for (b, y) in bytemuck::cast_slice::<u8, BlockQ6K>(w).iter().zip(y) {
+                let (mut s, mut o) = (0i32, 0i32);
+                for g in 0..16 {
+                    let q: i32 = (16 * g..16 * g + 16).map(|e| (q6(b, e) + 32) * y.qs[e] as i32).sum();
+                    s += b.scales[g] as i32 * q;
+                    o += b.scales[g] as i32 * y.bsums[g] as i32;
+                }
+                acc = avx512::q6_k_step(acc, s, o, b.d.to_f32(), y.d);
+            }
+        }
+        _ => unreachable!(),
+    }
+    acc
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn k_quant_kernels_compute_the_shared_arithmetic_bit_for_bit() {
+    let (n, rows) = (1024, 11);
+    let mut seed = 31;
+    let mut tested = 0;
+    for isa in isas() {
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            for (case, w) in weight_cases(ty, n, &mut seed) {
+                let acts: Vec<Vec<u8>> = (0..8).map(|_| quantized(GgmlType::Q8_K, &(0..n).map(|_| lcg(&mut seed) * 4.0).collect::<Vec<_>>())).collect();
+                let want: Vec<f32> = acts.iter().map(|a| k_quant_exact(ty, &w, a)).collect();
+                let dot = vec_dot_fn_for(ty, isa).expect("x86 paths have K-quant dots");
+                let tile = tile_fn_for(ty, isa).expect("x86 paths have K-quant tiles");
+                for (t, a) in acts.iter().enumerate() {
+                    assert_eq!(dot(&w, a).to_bits(), want[t].to_bits(), "{isa:?} {ty} {case} token {t}: dot");
+                }
+                for nt in 1..=8 {
+                    let ys: Vec<&[u8]> = acts[..nt].iter().map(|a| a.as_slice()).collect();
+                    let mut out = [0f32; 8];
+                    tile(&w, &ys, &mut out[..nt]);
+                    for t in 0..nt {
+                        assert_eq!(out[t].to_bits(), want[t].to_bits(), "{isa:?} {ty} {case} nt={nt} token {t}: tile");
+                    }
+                }
+                if let Some(f) = matvec_rows_fn_for(ty, isa) {
+                    let many: Vec<u8> = (0..rows).flat_map(|_| w.iter().copied()).collect();
+                    let mut out = vec![0f32; rows];
+                    f(&many, w.len(), &acts[0], &mut out);
+                    assert!(out.iter().all(|v| v.to_bits() == want[0].to_bits()), "{isa:?} {ty} {case}: rows {out:?} vs {}", want[0]);
+                }
+                tested += 1;
+            }
+        }
+    }
+    assert!(tested > 0 || isas().is_empty());
+}
+
 #[test]
 fn force_scalar_isa_is_consistent() {
     // The detected ISA is cached; it must be one of the kinds this build knows.

@@ -18,15 +18,6 @@ pub unsafe fn fp16(h: Half) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(u16::from_le_bytes(h.0) as i16)))
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn hsum256(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
 /// The 12-byte Q4_K/Q5_K scale field as 16 bytes: scales 0..8 then mins 0..8 (spec §1.3).
 #[inline(always)]
 pub fn unpack_k4_scales(s: &[u8; 12]) -> [u32; 4] {
@@ -296,8 +287,44 @@ pub unsafe fn hsum_i32x8x8(v: &[__m256i; 8]) -> __m256i {
 /// function, prefetching the weights ahead: eight rows at a time with one row per lane (the
 /// per-block integer dots of eight rows reduced together, then [`legacy_step`] lane-wise, the
 /// same bits as the one-row dot), the remainder through the dot kernel.
+///
+/// With it, `$tile8`: one weight row against eight tokens, one token per lane (the weight block
+/// unpacked once, the eight tokens' exact block dots reduced together, then [`legacy_step`]
+/// lane-wise: the same bits as the one-token dot); `$tile` (the per-token tile) for other counts.
 macro_rules! legacy_rows {
-    ($features:literal, $dot8:ident, $($rows:ident => $dot:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, $signed:literal, $bias:literal);*) => {$(
+    ($features:literal, $dot8:ident, $($rows:ident, $tile8:ident => $dot:ident, $tile:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, $signed:literal, $bias:literal);*) => {$(
+        #[target_feature(enable = $features)]
+        pub unsafe fn $tile8(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+            if ys.len() != 8 || out.len() < 8 {
+                return $tile(x, ys, out);
+            }
+            let Some(x) = cast_or_none::<$w>(x) else { return out.fill(f32::NAN) };
+            let Some(yr) = cast_rows::<$y>(ys, x.len()) else { return out.fill(f32::NAN) };
+            let mut acc = _mm256_setzero_ps();
+            for (i, $a) in x.iter().enumerate() {
+                let qa = $prep;
+                let c: [__m256i; 8] = std::array::from_fn(|k| {
+                    let qb = _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i);
+                    if $signed {
+                        let (ua, sb) = abs_sign(qa, qb);
+                        $dot8(ua, sb)
+                    } else {
+                        $dot8(qa, qb)
+                    }
+                });
+                let d = |k: usize| u16::from_le_bytes(yr[k].get_unchecked(i).d.0) as i16;
+                let dx = _mm256_cvtph_ps(_mm_set_epi16(d(7), d(6), d(5), d(4), d(3), d(2), d(1), d(0)));
+                let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, _mm256_set1_ps(fp16($a.d))), dx, acc);
+                if $bias {
+                    let s = |k: usize| u16::from_le_bytes(yr[k].get_unchecked(i).bias().0) as i16;
+                    let sx = _mm256_cvtph_ps(_mm_set_epi16(s(7), s(6), s(5), s(4), s(3), s(2), s(1), s(0)));
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16($a.bias())), sx, acc);
+                }
+            }
+            _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        }
+
         #[target_feature(enable = $features)]
         pub unsafe fn $rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
             let Some(yb) = cast_or_none::<$y>(y) else { return out.fill(f32::NAN) };
@@ -376,17 +403,25 @@ impl Bias for crate::quants::BlockQ8_1 {
 /// Legacy kernels with 256-bit VNNI.
 pub mod vnni {
     legacy_rows!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dot_u8i8_vnni,
-        rows_q4_0 => vec_dot_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
-        rows_q4_1 => vec_dot_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
-        rows_q5_0 => vec_dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
+        rows_q4_0, tile8_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
+        rows_q4_1, tile8_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
+        rows_q5_0, tile8_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
             let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
             _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
         }, true, false;
-        rows_q8_0 => vec_dot_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
+        rows_q8_0, tile8_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
     legacy_kernels!(dot_u8i8_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 }
 
 /// Legacy kernels with AVX2 only.
 pub mod plain {
+    legacy_rows!("avx2,fma,f16c", dot_u8i8_avx2,
+        rows_q4_0, tile8_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
+        rows_q4_1, tile8_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
+        rows_q5_0, tile8_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
+            let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
+            _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
+        }, true, false;
+        rows_q8_0, tile8_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
     legacy_kernels!(dot_u8i8_avx2, "avx2,fma,f16c");
 }

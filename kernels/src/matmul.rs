@@ -175,6 +175,8 @@ const AMX_MIN_TOKENS: usize = 16;
 const TILE_TOKENS: usize = 8;
 /// Bytes of weights a prefill chunk keeps in L2 while 8-token tiles (in L1) pass over it.
 const CHUNK_BYTES: usize = 256 * 1024;
+/// Most rows in a prefill chunk (the many-row tiles' outputs sit on the stack).
+const MAX_CHUNK_ROWS: usize = 256;
 
 /// y[t][r] = Σ_c W[r][c]·x[t][c]; x: [n_tokens][cols] (in `qx`), y: [n_tokens][rows].
 /// Uses the mat-vec kernel when n_tokens == 1, the token-tiled kernel otherwise.
@@ -198,6 +200,8 @@ struct Plan<'a> {
     rb: usize,
     dot: simd::VecDotFn,
     tile: Option<simd::VecDotTileFn>,
+    /// Full 8-token tiles over a whole chunk of rows (prefill).
+    tile_rows: Option<simd::TileRowsFn>,
     rows: Option<simd::MatvecRowsFn>,
     /// Prefill through AMX tiles (chunks are then whole 16-row tiles).
     #[cfg(target_arch = "x86_64")]
@@ -248,7 +252,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             // About 4 chunks per thread, at least 16 rows each, so stragglers even out.
             w.rows.div_ceil(pool.n_threads() * 4).max(16)
         } else {
-            (CHUNK_BYTES / rb.max(1)).clamp(4, 256).min(w.rows.div_ceil(2 * pool.n_threads()))
+            (CHUNK_BYTES / rb.max(1)).clamp(4, MAX_CHUNK_ROWS).min(w.rows.div_ceil(2 * pool.n_threads()))
         };
         let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
@@ -260,6 +264,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             rb,
             dot: simd::vec_dot_fn(w.ty),
             tile,
+            tile_rows: simd::tile_rows_fn(w.ty).filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS),
             rows,
             #[cfg(target_arch = "x86_64")]
             amx,
@@ -382,11 +387,23 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
         return;
     }
     let mut out = [0f32; TILE_TOKENS];
+    let mut block = [0f32; TILE_TOKENS * MAX_CHUNK_ROWS];
     for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
         let nt = TILE_TOKENS.min(n_tokens - t0);
         let mut ys: [&[u8]; TILE_TOKENS] = [&[]; TILE_TOKENS];
         for (k, y) in ys.iter_mut().enumerate().take(nt) {
             *y = qx.row(t0 + k);
+        }
+        if let (Some(f), TILE_TOKENS) = (p.tile_rows, nt) {
+            let block = &mut block[..(r1 - r0) * TILE_TOKENS];
+            f(&p.w.data[r0 * rb..r1 * rb], rb, &ys, block);
+            for (r, o) in (r0..r1).zip(block.chunks_exact(TILE_TOKENS)) {
+                for (k, &v) in o.iter().enumerate() {
+                    // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
+                    unsafe { *p.y.get().add((t0 + k) * rows + r) = v };
+                }
+            }
+            continue;
         }
         for r in r0..r1 {
             let wr = &p.w.data[r * rb..(r + 1) * rb];

@@ -2,8 +2,8 @@
 //!
 //! A work item is a token and a range of query heads: scores q·k for every visible position
 //! into a per-thread buffer, softmax over them, then the weighted sum of values. The AVX-512
-//! kernel (head sizes 64/128/256) takes all heads sharing a KV head; the AVX2+FMA and portable
-//! kernels take one head per item.
+//! (head sizes 64/128/256) and AVX2 (multiples of 32 up to 512) kernels take all heads sharing
+//! a KV head; the portable kernel (and AVX2 for other head sizes) takes one head per item.
 
 use std::cell::RefCell;
 
@@ -46,11 +46,11 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
     let out_ptr = SharedMut(out.as_mut_ptr());
     assert!(out.len() >= n_tok * sh.n_head * hdv && q.len() >= n_tok * sh.n_head * hd);
     let group = sh.n_head / sh.n_kv_head.max(1);
-    // The AVX-512 kernel takes a token and the query heads sharing one KV head (each key and
-    // value row widened from f16 once for all of them); one head per item for a single token,
-    // so decode still spreads over the threads. The others take one head per item.
+    // The AVX-512 and AVX2 kernels take a token and the query heads sharing one KV head (each
+    // key and value row widened from f16 once for all of them); one head per item for a single
+    // token, so decode still spreads over the threads. The others take one head per item.
     #[cfg(target_arch = "x86_64")]
-    let wide = x512::kernel(sh);
+    let wide = x512::kernel(sh).or_else(|| x256::kernel(sh));
     #[cfg(not(target_arch = "x86_64"))]
     let wide: Option<Kernel> = None;
     let (kernel, per): (Kernel, usize) = match wide {
@@ -233,6 +233,94 @@ mod f16x86 {
     }
 }
 
+/// AVX2 attention for head sizes that are multiples of 32 up to 512, the AVX-512 kernel's shape
+/// with 8-lane registers: each f16 key row widened once for up to 8 heads of the item (one
+/// accumulator per head), softmax, then Σ p·v over 32-column blocks of the values for up to 3
+/// heads at a time (12 accumulators), scaled by 1/Σp.
+#[cfg(target_arch = "x86_64")]
+mod x256 {
+    use super::{exp, Item, Kernel};
+    use std::arch::x86_64::*;
+
+    pub fn kernel(sh: &super::AttnShape) -> Option<Kernel> {
+        let ok = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c");
+        let shape = sh.n_kv_head > 0 && sh.n_head.is_multiple_of(sh.n_kv_head) && sh.head_dim == sh.head_dim_v;
+        (ok && shape && sh.head_dim.is_multiple_of(32) && (32..=512).contains(&sh.head_dim)).then_some(attend as Kernel)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn attend(it: &Item, q: &[f32], heads: usize, scores: &mut [f32], o: &mut [f32]) {
+        let sh = it.sh;
+        let hd = sh.head_dim;
+        let w = sh.n_kv_head * hd;
+        let keys = it.cache.keys(it.layer);
+        let values = it.cache.values(it.layer);
+        let n = it.pos + 1 - it.first;
+        assert!(q.len() >= heads * hd && o.len() >= heads * hd && scores.len() >= heads * n);
+        let widen = |p: *const half::f16| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+        // Scores, 8 heads per pass over the keys.
+        for h0 in (0..heads).step_by(8) {
+            let hs = 8.min(heads - h0);
+            for j in 0..n {
+                let slot = it.cache.slot(it.layer, it.first + j);
+                let kp = keys[slot * w + it.kvh * hd..][..hd].as_ptr();
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for c in (0..hd).step_by(8) {
+                    let k = widen(kp.add(c));
+                    for (h, a) in acc.iter_mut().enumerate().take(hs) {
+                        *a = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add((h0 + h) * hd + c)), k, *a);
+                    }
+                }
+                for (h, a) in acc.iter().enumerate().take(hs) {
+                    *scores.get_unchecked_mut((h0 + h) * n + j) = hsum(*a) * sh.scale;
+                }
+            }
+        }
+        for h in 0..heads {
+            let s = &mut scores[h * n..(h + 1) * n];
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for v in s.iter_mut() {
+                *v = exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            s.iter_mut().for_each(|v| *v *= inv);
+        }
+        // Σ p·v: 3 heads × 32 columns of accumulators per pass over the values.
+        for h0 in (0..heads).step_by(3) {
+            let hs = 3.min(heads - h0);
+            for c0 in (0..hd).step_by(32) {
+                let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+                for j in 0..n {
+                    let slot = it.cache.slot(it.layer, it.first + j);
+                    let vp = values[slot * w + it.kvh * hd + c0..][..32].as_ptr();
+                    let v: [__m256; 4] = std::array::from_fn(|c| widen(vp.add(8 * c)));
+                    for (h, a) in acc.iter_mut().enumerate().take(hs) {
+                        let p = _mm256_set1_ps(*scores.get_unchecked((h0 + h) * n + j));
+                        for c in 0..4 {
+                            a[c] = _mm256_fmadd_ps(p, v[c], a[c]);
+                        }
+                    }
+                }
+                for (h, a) in acc.iter().enumerate().take(hs) {
+                    for (c, ac) in a.iter().enumerate() {
+                        _mm256_storeu_ps(o.as_mut_ptr().add((h0 + h) * hd + c0 + 8 * c), *ac);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// AVX-512 attention for head sizes 64, 128 and 256: q·k with the key row widened once for
 /// every head of the item, softmax, then Σ p·v accumulated in registers and scaled by 1/Σp.
 #[cfg(target_arch = "x86_64")]
@@ -383,12 +471,15 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
-        // (heads, kv heads, head size, window): GQA groups of 8, 3 and 4, all three head sizes.
+        // (heads, kv heads, head size, window): GQA groups of 8, 3, 4, 10 and 8, the three
+        // AVX-512 head sizes and two that only the AVX2 kernel takes (96, 32).
         for (n_head, n_kv_head, hd, window) in [
             (8, 1, 64, None),
             (9, 3, 64, None),
             (4, 1, 256, Some(5)),
             (4, 2, 128, None),
+            (10, 1, 96, Some(7)),
+            (16, 2, 32, None),
         ] {
             let sh = AttnShape {
                 n_head,

@@ -22,10 +22,12 @@ use exec::{Exec, OutputKind, Outputs, SeqInput};
 use kv::KvCache;
 
 /// Largest number of tokens one forward pass takes; longer prompts are evaluated in chunks.
-/// 256 rather than 512: the same prefill speed (each weight chunk still serves 32 token tiles
-/// from L2), half the scratch buffers and smaller sliding-window rings; `kiln bench -p 512 -n 16`
-/// peak RSS gemma3 292.5 → 283.3 MiB, smollm2 129.6 → 123.5, synthetic 1.1B 723.8 → 700.7.
-pub const MAX_BATCH: usize = 256;
+/// 128: each weight chunk still serves 16 token tiles from L2, the scratch buffers are a quarter
+/// of 512's and the sliding-window rings smaller. 512 → 256 on a Xeon (`kiln bench -p 512 -n 16`
+/// peak RSS): gemma3 292.5 → 283.3 MiB, smollm2 129.6 → 123.5, synthetic 1.1B 723.8 → 700.7, same
+/// prefill speed. 256 → 128 on an AMD EPYC (Zen 3) (`-p 512 -n 128`): smollm2 118.7 → 115.4 MiB
+/// (1.130x → 1.099x file + KV), gemma3 → 266.6 MiB (1.065x).
+pub const MAX_BATCH: usize = 128;
 /// Context length used when the caller asks for none (capped at the model's).
 pub const DEFAULT_CTX: usize = 4096;
 

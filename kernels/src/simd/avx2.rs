@@ -5,9 +5,9 @@
 //! ([`Prep`]) for all the tokens of a tile; eight tokens' sums are reduced
 //! together and stepped as the eight lanes of one vector (the same IEEE operations per lane).
 use super::avx512::{k_quant_step, q6_k_step};
-use super::x86::{cast_or_none, fp16, hsum_i32x8x8, unpack_k4_scales};
+use super::x86::{cast_or_none, fp16, hsum_i32x8x8, unpack_k4_scales, TILE_ROWS_MAX_BLOCKS};
 use crate::quants::{BlockQ4K, BlockQ6K, BlockQ8K};
-use crate::simd::{MatvecRowsFn, VecDotFn, VecDotTileFn};
+use crate::simd::{MatvecRowsFn, TileRowsFn, VecDotFn, VecDotTileFn};
 use crate::types::GgmlType;
 use std::arch::x86_64::*;
 
@@ -34,6 +34,20 @@ pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
         GgmlType::Q4_0 => |x, ys, out| unsafe { super::x86::plain::tile8_q4_0(x, ys, out) },
         GgmlType::Q5_0 => |x, ys, out| unsafe { super::x86::plain::tile8_q5_0(x, ys, out) },
         GgmlType::Q4_1 => |x, ys, out| unsafe { super::x86::plain::tile8_q4_1(x, ys, out) },
+        _ => return None,
+    })
+}
+
+/// Prefill tiles of 8 tokens over a chunk of rows (see `simd::TileRowsFn`).
+pub fn tile_rows_fn(ty: GgmlType) -> Option<TileRowsFn> {
+    Some(match ty {
+        GgmlType::Q4_K => q4k::tile_rows,
+        GgmlType::Q6_K => q6k::tile_rows,
+        // SAFETY (legacy): handed out only when AVX2/FMA/F16C were detected.
+        GgmlType::Q8_0 => |w, rb, ys, out| unsafe { super::x86::plain::tile_rows_q8_0(w, rb, ys, out) },
+        GgmlType::Q4_0 => |w, rb, ys, out| unsafe { super::x86::plain::tile_rows_q4_0(w, rb, ys, out) },
+        GgmlType::Q5_0 => |w, rb, ys, out| unsafe { super::x86::plain::tile_rows_q5_0(w, rb, ys, out) },
+        GgmlType::Q4_1 => |w, rb, ys, out| unsafe { super::x86::plain::tile_rows_q4_1(w, rb, ys, out) },
         _ => return None,
     })
 }
@@ -242,19 +256,74 @@ macro_rules! k_quant_kernels {
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn tile8(x: &[$block], ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
                 let mut acc = _mm256_setzero_ps();
-                for (i, $b) in x.iter().enumerate() {
-                    let p = $prep($b);
-                    let (d, dm): (f32, f32) = $scales;
-                    let mut s = [_mm256_setzero_si256(); 8];
-                    let mut m = [_mm256_setzero_si256(); 8];
-                    for t in 0..8 {
-                        (s[t], m[t]) = lanes(&p, ys[t].get_unchecked(i));
-                    }
-                    let e = |t: usize| ys[t].get_unchecked(i).d;
-                    let d8 = _mm256_set_ps(e(7), e(6), e(5), e(4), e(3), e(2), e(1), e(0));
-                    acc = $step8(acc, hsum_i32x8x8(&s), hsum_i32x8x8(&m), _mm256_set1_ps(d), _mm256_set1_ps(dm), d8);
+                for (i, b) in x.iter().enumerate() {
+                    acc = step8(b, ys, i, d8(ys, i), acc);
                 }
                 _mm256_storeu_ps(out.as_mut_ptr(), acc);
+            }
+
+            /// The eight tokens' Q8_K scales of block i as vector lanes.
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn d8(ys: &[&[BlockQ8K]; 8], i: usize) -> __m256 {
+                let e = |t: usize| ys[t].get_unchecked(i).d;
+                _mm256_set_ps(e(7), e(6), e(5), e(4), e(3), e(2), e(1), e(0))
+            }
+
+            /// Block i of one weight row against block i of eight tokens, stepped lane-wise.
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn step8($b: &$block, ys: &[&[BlockQ8K]; 8], i: usize, d8: __m256, acc: __m256) -> __m256 {
+                let p = $prep($b);
+                let (d, dm): (f32, f32) = $scales;
+                let mut s = [_mm256_setzero_si256(); 8];
+                let mut m = [_mm256_setzero_si256(); 8];
+                for t in 0..8 {
+                    (s[t], m[t]) = lanes(&p, ys[t].get_unchecked(i));
+                }
+                $step8(acc, hsum_i32x8x8(&s), hsum_i32x8x8(&m), _mm256_set1_ps(d), _mm256_set1_ps(dm), d8)
+            }
+
+            /// [`tile`] for 8 tokens over the consecutive `rb`-byte rows of `w`, out =
+            /// [row][8 tokens]: the activations are checked, and their scales gathered, once.
+            pub(super) fn tile_rows(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32]) {
+                let nb = rb / std::mem::size_of::<$block>();
+                let rows = out.len() / 8;
+                let fits = ys.len() == 8 && out.len() == 8 * rows && rb == nb * std::mem::size_of::<$block>() && nb <= TILE_ROWS_MAX_BLOCKS && w.len() >= rows * rb;
+                let mut yb: [&[BlockQ8K]; 8] = [&[]; 8];
+                let cast = fits && yb.iter_mut().zip(ys).all(|(o, y)| match cast_or_none::<BlockQ8K>(y) {
+                    Some(b) if b.len() == nb => {
+                        *o = b;
+                        true
+                    }
+                    _ => false,
+                });
+                if !cast {
+                    for (r, o) in out.chunks_exact_mut(ys.len().max(1)).enumerate() {
+                        tile(w.get(r * rb..(r + 1) * rb).unwrap_or(&[]), ys, o);
+                    }
+                    return;
+                }
+                // SAFETY: handed out only when AVX2/FMA/F16C were detected; every activation
+                // row has nb blocks, each weight row is checked as it is cast.
+                unsafe { tile_rows_avx2(w, rb, &yb, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn tile_rows_avx2(w: &[u8], rb: usize, ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
+                let nb = ys[0].len();
+                let mut dv = [_mm256_setzero_ps(); TILE_ROWS_MAX_BLOCKS];
+                for (i, d) in dv.iter_mut().enumerate().take(nb) {
+                    *d = d8(ys, i);
+                }
+                for (r, o) in out.chunks_exact_mut(8).enumerate() {
+                    let Some(x) = cast_or_none::<$block>(&w[r * rb..(r + 1) * rb]) else { o.fill(f32::NAN); continue };
+                    let mut acc = _mm256_setzero_ps();
+                    for (i, b) in x.iter().enumerate() {
+                        acc = step8(b, ys, i, dv[i], acc);
+                    }
+                    _mm256_storeu_ps(o.as_mut_ptr(), acc);
+                }
             }
         }
     };

@@ -33,6 +33,19 @@ pub fn tile_fn(ty: GgmlType) -> Option<VecDotTileFn> {
     })
 }
 
+/// Legacy-type prefill tiles of 8 tokens over a chunk of rows (see `simd::TileRowsFn`); the
+/// K-quants keep their per-row tiles (batches of 16+ go through AMX where it exists).
+pub fn tile_rows_fn(ty: GgmlType) -> Option<super::TileRowsFn> {
+    Some(match ty {
+        // SAFETY (all): handed out only when AVX-512 BW/VL + VNNI were detected.
+        GgmlType::Q8_0 => |w, rb, ys, out| unsafe { super::x86::vnni::tile_rows_q8_0(w, rb, ys, out) },
+        GgmlType::Q4_0 => |w, rb, ys, out| unsafe { super::x86::vnni::tile_rows_q4_0(w, rb, ys, out) },
+        GgmlType::Q5_0 => |w, rb, ys, out| unsafe { super::x86::vnni::tile_rows_q5_0(w, rb, ys, out) },
+        GgmlType::Q4_1 => |w, rb, ys, out| unsafe { super::x86::vnni::tile_rows_q4_1(w, rb, ys, out) },
+        _ => return None,
+    })
+}
+
 pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     Some(match ty {
         GgmlType::Q4_K => |w, rb, y, out| rows::<BlockQ4K>(w, rb, y, out, Kernels::Q4K),

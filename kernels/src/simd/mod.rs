@@ -30,6 +30,11 @@ pub type VecDotTileFn = fn(x: &[u8], ys: &[&[u8]], out: &mut [f32]);
 /// Results are bit-identical to the tile kernel with one token.
 pub type MatvecRowsFn = fn(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]);
 
+/// The prefill tile over a chunk of rows: `out[r·8 + t] = dot(w[r·rb..(r+1)·rb], ys[t])` for the
+/// 8 tokens `ys` and `r < out.len() / 8`, the activations checked once for every row. The same
+/// bits as [`VecDotTileFn`] row by row.
+pub type TileRowsFn = fn(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32]);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
@@ -168,6 +173,23 @@ pub fn tile_fn_for(ty: GgmlType, isa: Isa) -> Option<VecDotTileFn> {
         Isa::Avx2 => avx2::tile_fn(ty),
         _ => None,
     }
+}
+
+/// The many-rows tile kernel for `ty` on `isa`, if one exists.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+pub fn tile_rows_fn_for(ty: GgmlType, isa: Isa) -> Option<TileRowsFn> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::tile_rows_fn(ty),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::tile_rows_fn(ty),
+        _ => None,
+    }
+}
+
+/// The best many-rows tile kernel for `ty` on this CPU, if any.
+pub fn tile_rows_fn(ty: GgmlType) -> Option<TileRowsFn> {
+    tile_rows_fn_for(ty, isa())
 }
 
 /// The many-rows mat-vec kernel for `ty` on `isa`, if one exists.

@@ -124,6 +124,38 @@ fn simd_tiles_match_scalar() {
 }
 
 #[test]
+fn tile_rows_match_the_one_row_tile() {
+    let (n, rows) = (1024, 7);
+    let mut seed = 29;
+    let mut tested = 0;
+    for isa in isas() {
+        for ty in GgmlType::ALL {
+            let (Some(f), Some(tile)) = (tile_rows_fn_for(ty, isa), tile_fn_for(ty, isa)) else { continue };
+            let w: Vec<u8> = (0..rows).flat_map(|_| quantized(ty, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>())).collect();
+            let rb = w.len() / rows;
+            let acts: Vec<Vec<u8>> = (0..8).map(|_| quantized(ty.vec_dot_type(), &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>())).collect();
+            let ys: Vec<&[u8]> = acts.iter().map(|a| a.as_slice()).collect();
+            let mut out = vec![f32::NAN; rows * 8];
+            f(&w, rb, &ys, &mut out);
+            for r in 0..rows {
+                let mut one = [0f32; 8];
+                tile(&w[r * rb..(r + 1) * rb], &ys, &mut one);
+                for t in 0..8 {
+                    assert_eq!(out[r * 8 + t].to_bits(), one[t].to_bits(), "{isa:?} {ty} row {r} token {t}");
+                }
+            }
+            // Activation rows that do not match the weights give NaN, not a panic.
+            let short: Vec<&[u8]> = acts.iter().map(|a| &a[..a.len() / 2]).collect();
+            let mut bad = vec![0f32; rows * 8];
+            f(&w, rb, &short, &mut bad);
+            assert!(bad.iter().all(|v| v.is_nan()), "{isa:?} {ty}: short activations");
+            tested += 1;
+        }
+    }
+    assert!(tested > 0 || isas().is_empty());
+}
+
+#[test]
 fn matvec_rows_match_the_one_token_tile() {
     let (n, rows) = (1024, 5);
     let mut seed = 23;

@@ -283,6 +283,39 @@ pub unsafe fn hsum_i32x8x8(v: &[__m256i; 8]) -> __m256i {
     _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31))
 }
 
+/// Most blocks per row the many-row tiles take (16,384 elements of the legacy types; 131,072
+/// of the K-quants); longer rows go through the one-row tiles.
+pub const TILE_ROWS_MAX_BLOCKS: usize = 512;
+
+/// The f16 scales (d, and with `bias` the s of Q8_1) of block i of eight activation rows as the
+/// lanes of two vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn act_scales8<Y: ActBlock>(yr: &[&[Y]; 8], i: usize, bias: bool) -> (__m256, __m256) {
+    let d = |k: usize| u16::from_le_bytes(yr[k].get_unchecked(i).scale().0) as i16;
+    let dx = _mm256_cvtph_ps(_mm_set_epi16(d(7), d(6), d(5), d(4), d(3), d(2), d(1), d(0)));
+    if !bias {
+        return (dx, _mm256_setzero_ps());
+    }
+    let s = |k: usize| u16::from_le_bytes(yr[k].get_unchecked(i).bias().0) as i16;
+    (dx, _mm256_cvtph_ps(_mm_set_epi16(s(7), s(6), s(5), s(4), s(3), s(2), s(1), s(0))))
+}
+
+/// An activation block of the legacy types: Q8_0 or Q8_1.
+trait ActBlock: Bias {
+    fn scale(&self) -> Half;
+}
+impl ActBlock for crate::quants::BlockQ8_0 {
+    fn scale(&self) -> Half {
+        self.d
+    }
+}
+impl ActBlock for crate::quants::BlockQ8_1 {
+    fn scale(&self) -> Half {
+        self.d
+    }
+}
+
 /// Mat-vec over consecutive rows (see `simd::MatvecRowsFn`), inside one target-feature
 /// function, prefetching the weights ahead: eight rows at a time with one row per lane (the
 /// per-block integer dots of eight rows reduced together, then [`legacy_step`] lane-wise, the
@@ -292,7 +325,7 @@ pub unsafe fn hsum_i32x8x8(v: &[__m256i; 8]) -> __m256i {
 /// unpacked once, the eight tokens' exact block dots reduced together, then [`legacy_step`]
 /// lane-wise: the same bits as the one-token dot); `$tile` (the per-token tile) for other counts.
 macro_rules! legacy_rows {
-    ($features:literal, $dot8:ident, $($rows:ident, $tile8:ident => $dot:ident, $tile:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, $signed:literal, $bias:literal);*) => {$(
+    ($features:literal, $dot8:ident, $($rows:ident, $tile8:ident, $tile_rows:ident => $dot:ident, $tile:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, $signed:literal, $bias:literal);*) => {$(
         #[target_feature(enable = $features)]
         pub unsafe fn $tile8(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             if ys.len() != 8 || out.len() < 8 {
@@ -300,8 +333,51 @@ macro_rules! legacy_rows {
             }
             let Some(x) = cast_or_none::<$w>(x) else { return out.fill(f32::NAN) };
             let Some(yr) = cast_rows::<$y>(ys, x.len()) else { return out.fill(f32::NAN) };
+            let (mut dx, mut sx) = ([_mm256_setzero_ps(); 1], [_mm256_setzero_ps(); 1]);
             let mut acc = _mm256_setzero_ps();
             for (i, $a) in x.iter().enumerate() {
+                (dx[0], sx[0]) = act_scales8(&yr, i, $bias);
+                acc = $tile_rows::step($a, &yr, i, dx[0], sx[0], acc);
+            }
+            _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        }
+
+        /// `$tile8` over the consecutive `rb`-byte rows of `w`, out = [row][8 tokens]: the
+        /// activation rows are checked, and their per-block scales gathered, once for all rows.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $tile_rows(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32]) {
+            let nb = rb / std::mem::size_of::<$w>();
+            let rows = out.len() / 8;
+            let fits = ys.len() == 8 && out.len() == 8 * rows && rb == nb * std::mem::size_of::<$w>() && nb <= TILE_ROWS_MAX_BLOCKS && w.len() >= rows * rb;
+            let yr = if fits { cast_rows::<$y>(ys, nb) } else { None };
+            let Some(yr) = yr else {
+                for (r, o) in out.chunks_exact_mut(ys.len().max(1)).enumerate() {
+                    $tile(w.get(r * rb..(r + 1) * rb).unwrap_or(&[]), ys, o);
+                }
+                return;
+            };
+            let mut dx = [_mm256_setzero_ps(); TILE_ROWS_MAX_BLOCKS];
+            let mut sx = [_mm256_setzero_ps(); TILE_ROWS_MAX_BLOCKS];
+            for i in 0..nb {
+                (dx[i], sx[i]) = act_scales8(&yr, i, $bias);
+            }
+            for (r, o) in out.chunks_exact_mut(8).enumerate() {
+                let Some(x) = cast_or_none::<$w>(&w[r * rb..(r + 1) * rb]) else { o.fill(f32::NAN); continue };
+                let mut acc = _mm256_setzero_ps();
+                for (i, $a) in x.iter().enumerate() {
+                    acc = $tile_rows::step($a, &yr, i, dx[i], sx[i], acc);
+                }
+                _mm256_storeu_ps(o.as_mut_ptr(), acc);
+            }
+        }
+
+        mod $tile_rows {
+            use super::*;
+            /// Block i of one weight row against block i of the eight tokens: their exact
+            /// dots reduced together, then [`legacy_step`] lane-wise (and the bias term).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn step($a: &$w, yr: &[&[$y]; 8], i: usize, dx: __m256, sx: __m256, acc: __m256) -> __m256 {
                 let qa = $prep;
                 let c: [__m256i; 8] = std::array::from_fn(|k| {
                     let qb = _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i);
@@ -312,17 +388,14 @@ macro_rules! legacy_rows {
                         $dot8(qa, qb)
                     }
                 });
-                let d = |k: usize| u16::from_le_bytes(yr[k].get_unchecked(i).d.0) as i16;
-                let dx = _mm256_cvtph_ps(_mm_set_epi16(d(7), d(6), d(5), d(4), d(3), d(2), d(1), d(0)));
                 let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, _mm256_set1_ps(fp16($a.d))), dx, acc);
+                let acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, _mm256_set1_ps(fp16($a.d))), dx, acc);
                 if $bias {
-                    let s = |k: usize| u16::from_le_bytes(yr[k].get_unchecked(i).bias().0) as i16;
-                    let sx = _mm256_cvtph_ps(_mm_set_epi16(s(7), s(6), s(5), s(4), s(3), s(2), s(1), s(0)));
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16($a.bias())), sx, acc);
+                    _mm256_fmadd_ps(_mm256_set1_ps(fp16($a.bias())), sx, acc)
+                } else {
+                    acc
                 }
             }
-            _mm256_storeu_ps(out.as_mut_ptr(), acc);
         }
 
         #[target_feature(enable = $features)]
@@ -403,25 +476,25 @@ impl Bias for crate::quants::BlockQ8_1 {
 /// Legacy kernels with 256-bit VNNI.
 pub mod vnni {
     legacy_rows!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dot_u8i8_vnni,
-        rows_q4_0, tile8_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
-        rows_q4_1, tile8_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
-        rows_q5_0, tile8_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
+        rows_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
+        rows_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
+        rows_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
             let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
             _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
         }, true, false;
-        rows_q8_0, tile8_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
+        rows_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
     legacy_kernels!(dot_u8i8_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 }
 
 /// Legacy kernels with AVX2 only.
 pub mod plain {
     legacy_rows!("avx2,fma,f16c", dot_u8i8_avx2,
-        rows_q4_0, tile8_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
-        rows_q4_1, tile8_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
-        rows_q5_0, tile8_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
+        rows_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
+        rows_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
+        rows_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
             let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
             _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
         }, true, false;
-        rows_q8_0, tile8_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
+        rows_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
     legacy_kernels!(dot_u8i8_avx2, "avx2,fma,f16c");
 }

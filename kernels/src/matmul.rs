@@ -149,6 +149,25 @@ fn quantize_act_row(ty: GgmlType, x: &[f32], q: &mut [u8]) {
             _ => {}
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if simd::isa() == simd::Isa::Avx2 {
+        use crate::quants::{BlockQ8_0, BlockQ8_1};
+        use crate::simd::act_avx2 as act;
+        // SAFETY: Isa::Avx2 means AVX2/FMA/F16C were detected.
+        match ty {
+            GgmlType::Q8_0 => {
+                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_0>(q) {
+                    return unsafe { act::quantize_row_q8_0(x, b) };
+                }
+            }
+            GgmlType::Q8_1 => {
+                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_1>(q) {
+                    return unsafe { act::quantize_row_q8_1(x, b) };
+                }
+            }
+            _ => {}
+        }
+    }
     if ty == GgmlType::Q8_K {
         if let Ok(blocks) = bytemuck::try_cast_slice_mut::<u8, BlockQ8K>(q) {
             quants::q8_k::quantize_row_q8_k_ref(x, blocks);

@@ -120,9 +120,12 @@ mod tests {
         let (mut a, mut b) = (vec![BlockQ8_0::zeroed(); 32], vec![BlockQ8_0::zeroed(); 32]);
         q8_0::quantize_row_q8_0_ref(&x, &mut a);
         unsafe { quantize_row_q8_0(&x, &mut b) };
-        for (p, q) in a.iter().zip(&b) {
+        for (k, (p, q)) in a.iter().zip(&b).enumerate() {
             assert_eq!(p.d, q.d);
             assert!(p.qs.iter().zip(&q.qs).all(|(u, v)| (*u as i32 - *v as i32).abs() <= 1));
+            // The same bits as the AVX2 quantizer's arithmetic (act_avx2).
+            let (d, qs, _) = crate::simd::act_avx2::q8_32_plain(&x[32 * k..32 * k + 32]);
+            assert_eq!((q.d, q.qs), (Half::from_f32(d), qs), "block {k}");
         }
         let (mut a, mut b) = (vec![BlockQ8_1::zeroed(); 32], vec![BlockQ8_1::zeroed(); 32]);
         q8_1::quantize_row_q8_1_ref(&x, &mut a);

@@ -5,6 +5,8 @@ use crate::types::GgmlType;
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod act_avx2;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod act_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;

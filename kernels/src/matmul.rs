@@ -126,46 +126,38 @@ impl QuantizedActs {
 /// Quantizes one activation row (bytes are 8-aligned here), with SIMD where available.
 fn quantize_act_row(ty: GgmlType, x: &[f32], q: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if simd::isa() == simd::Isa::Avx512 {
+    {
         use crate::quants::{BlockQ8_0, BlockQ8_1};
-        use crate::simd::act_avx512 as act;
-        // SAFETY: Isa::Avx512 means AVX-512 F/BW/VL were detected.
-        match ty {
-            GgmlType::Q8_K => {
-                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8K>(q) {
-                    return unsafe { act::quantize_row_q8_k(x, b) };
+        use crate::simd::{act_avx2, act_avx512};
+        type Q8K = unsafe fn(&[f32], &mut [BlockQ8K]);
+        type Q80 = unsafe fn(&[f32], &mut [BlockQ8_0]);
+        type Q81 = unsafe fn(&[f32], &mut [BlockQ8_1]);
+        // Q8_K's scalar reference is already what AVX-512 computes; AVX2 leaves it to it.
+        let kernels: Option<(Option<Q8K>, Q80, Q81)> = match simd::isa() {
+            simd::Isa::Avx512 => Some((Some(act_avx512::quantize_row_q8_k), act_avx512::quantize_row_q8_0, act_avx512::quantize_row_q8_1)),
+            simd::Isa::Avx2 => Some((None, act_avx2::quantize_row_q8_0, act_avx2::quantize_row_q8_1)),
+            _ => None,
+        };
+        if let Some((q8k, q80, q81)) = kernels {
+            // SAFETY: each ISA's quantizers are chosen only where its features were detected.
+            match ty {
+                GgmlType::Q8_K => {
+                    if let (Some(f), Ok(b)) = (q8k, bytemuck::try_cast_slice_mut::<u8, BlockQ8K>(q)) {
+                        return unsafe { f(x, b) };
+                    }
                 }
-            }
-            GgmlType::Q8_0 => {
-                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_0>(q) {
-                    return unsafe { act::quantize_row_q8_0(x, b) };
+                GgmlType::Q8_0 => {
+                    if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_0>(q) {
+                        return unsafe { q80(x, b) };
+                    }
                 }
-            }
-            GgmlType::Q8_1 => {
-                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_1>(q) {
-                    return unsafe { act::quantize_row_q8_1(x, b) };
+                GgmlType::Q8_1 => {
+                    if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_1>(q) {
+                        return unsafe { q81(x, b) };
+                    }
                 }
+                _ => {}
             }
-            _ => {}
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if simd::isa() == simd::Isa::Avx2 {
-        use crate::quants::{BlockQ8_0, BlockQ8_1};
-        use crate::simd::act_avx2 as act;
-        // SAFETY: Isa::Avx2 means AVX2/FMA/F16C were detected.
-        match ty {
-            GgmlType::Q8_0 => {
-                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_0>(q) {
-                    return unsafe { act::quantize_row_q8_0(x, b) };
-                }
-            }
-            GgmlType::Q8_1 => {
-                if let Ok(b) = bytemuck::try_cast_slice_mut::<u8, BlockQ8_1>(q) {
-                    return unsafe { act::quantize_row_q8_1(x, b) };
-                }
-            }
-            _ => {}
         }
     }
     if ty == GgmlType::Q8_K {

@@ -312,15 +312,18 @@ macro_rules! k_quant_kernels {
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn tile_rows_avx2(w: &[u8], rb: usize, ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
                 let nb = ys[0].len();
-                let mut dv = [_mm256_setzero_ps(); TILE_ROWS_MAX_BLOCKS];
+                // Only the row's nb blocks are written and read (no 16 KiB clear per call).
+                let mut dv = [std::mem::MaybeUninit::<__m256>::uninit(); TILE_ROWS_MAX_BLOCKS];
                 for (i, d) in dv.iter_mut().enumerate().take(nb) {
-                    *d = d8(ys, i);
+                    d.write(d8(ys, i));
                 }
+                let dv = &dv[..nb];
                 for (r, o) in out.chunks_exact_mut(8).enumerate() {
                     let Some(x) = cast_or_none::<$block>(&w[r * rb..(r + 1) * rb]) else { o.fill(f32::NAN); continue };
                     let mut acc = _mm256_setzero_ps();
-                    for (i, b) in x.iter().enumerate() {
-                        acc = step8(b, ys, i, dv[i], acc);
+                    for (i, b) in x.iter().enumerate().take(nb) {
+                        // SAFETY: entries 0..nb were written above.
+                        acc = step8(b, ys, i, dv[i].assume_init_read(), acc);
                     }
                     _mm256_storeu_ps(o.as_mut_ptr(), acc);
                 }

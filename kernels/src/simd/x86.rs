@@ -333,11 +333,10 @@ macro_rules! legacy_rows {
             }
             let Some(x) = cast_or_none::<$w>(x) else { return out.fill(f32::NAN) };
             let Some(yr) = cast_rows::<$y>(ys, x.len()) else { return out.fill(f32::NAN) };
-            let (mut dx, mut sx) = ([_mm256_setzero_ps(); 1], [_mm256_setzero_ps(); 1]);
             let mut acc = _mm256_setzero_ps();
             for (i, $a) in x.iter().enumerate() {
-                (dx[0], sx[0]) = act_scales8(&yr, i, $bias);
-                acc = $tile_rows::step($a, &yr, i, dx[0], sx[0], acc);
+                let (dx, sx) = act_scales8(&yr, i, $bias);
+                acc = $tile_rows::step($a, &yr, i, dx, sx, acc);
             }
             _mm256_storeu_ps(out.as_mut_ptr(), acc);
         }
@@ -356,16 +355,19 @@ macro_rules! legacy_rows {
                 }
                 return;
             };
-            let mut dx = [_mm256_setzero_ps(); TILE_ROWS_MAX_BLOCKS];
-            let mut sx = [_mm256_setzero_ps(); TILE_ROWS_MAX_BLOCKS];
-            for i in 0..nb {
-                (dx[i], sx[i]) = act_scales8(&yr, i, $bias);
+            // Only the row's nb blocks are written and read (no 16 KiB clear per call).
+            let mut scales = [std::mem::MaybeUninit::<(__m256, __m256)>::uninit(); TILE_ROWS_MAX_BLOCKS];
+            for (i, sc) in scales.iter_mut().enumerate().take(nb) {
+                sc.write(act_scales8(&yr, i, $bias));
             }
+            let scales = &scales[..nb];
             for (r, o) in out.chunks_exact_mut(8).enumerate() {
                 let Some(x) = cast_or_none::<$w>(&w[r * rb..(r + 1) * rb]) else { o.fill(f32::NAN); continue };
                 let mut acc = _mm256_setzero_ps();
-                for (i, $a) in x.iter().enumerate() {
-                    acc = $tile_rows::step($a, &yr, i, dx[i], sx[i], acc);
+                for (i, $a) in x.iter().enumerate().take(nb) {
+                    // SAFETY: entries 0..nb were written above.
+                    let (dx, sx) = scales[i].assume_init_read();
+                    acc = $tile_rows::step($a, &yr, i, dx, sx, acc);
                 }
                 _mm256_storeu_ps(o.as_mut_ptr(), acc);
             }
@@ -473,28 +475,28 @@ impl Bias for crate::quants::BlockQ8_1 {
     }
 }
 
+/// The legacy kernels of one feature set: `legacy_rows!` for the four types, then
+/// `legacy_kernels!`.
+macro_rules! legacy_set {
+    ($features:literal, $dot8:ident) => {
+        legacy_rows!($features, $dot8,
+            rows_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
+            rows_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
+            rows_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
+                let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
+                _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
+            }, true, false;
+            rows_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
+        legacy_kernels!($dot8, $features);
+    };
+}
+
 /// Legacy kernels with 256-bit VNNI.
 pub mod vnni {
-    legacy_rows!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dot_u8i8_vnni,
-        rows_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
-        rows_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
-        rows_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
-            let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
-            _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
-        }, true, false;
-        rows_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
-    legacy_kernels!(dot_u8i8_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    legacy_set!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dot_u8i8_vnni);
 }
 
 /// Legacy kernels with AVX2 only.
 pub mod plain {
-    legacy_rows!("avx2,fma,f16c", dot_u8i8_avx2,
-        rows_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
-        rows_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
-        rows_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
-            let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
-            _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
-        }, true, false;
-        rows_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
-    legacy_kernels!(dot_u8i8_avx2, "avx2,fma,f16c");
+    legacy_set!("avx2,fma,f16c", dot_u8i8_avx2);
 }

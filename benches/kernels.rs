@@ -1,11 +1,12 @@
-//! CPU kernel throughput: `dequant/<type>`, `vec_dot/<type>`, `matvec/<type>`, `matmul/<type>`,
+//! CPU kernel throughput: `dequant/<type>`, `vec_dot/<type>`, `matvec/<type>` (and
+//! `matvec/<type>-x8`, the row-interleaved layout), `matmul/<type>`,
 //! reported as bytes of weights per second (compare matvec with the memory read bandwidth from
 //! /work/shared/tools/membw.c). matmul also prints GFLOP/s (2·rows·cols·tokens per run).
 //!
 //! Run: `cargo bench --bench kernels` (KILN_THREADS sets the pool size, KILN_FORCE_SCALAR=1
 //! the scalar kernels).
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kiln_kernels::{dequantize_row, matmul, matmul_q, quantize_row, GgmlType, QMatrix, QuantizedActs, ThreadPool};
+use kiln_kernels::{dequantize_row, matmul, matmul_q, quantize_row, repack, GgmlType, Layout, QMatrix, QuantizedActs, ThreadPool};
 use std::time::{Duration, Instant};
 
 /// `rows` rows of `cols`: 16 distinct quantized random rows repeated (the kernels' cost does not
@@ -112,6 +113,15 @@ fn bench_matvec(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new(ty.name(), format!("{rows}x{cols}")), |b| {
             b.iter(|| matmul(&pool, &m, &x, 1, black_box(&mut y), &mut acts))
         });
+        // The same matrix as `kiln` holds it after load where this CPU has the kernel.
+        if repack::interleave_pays(ty, rows, cols) {
+            let mut wi = w.clone();
+            repack::interleave_in_place(ty, &mut wi, rows, cols);
+            let mi = QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(Layout::Interleaved8);
+            g.bench_function(BenchmarkId::new(format!("{}-x8", ty.name()), format!("{rows}x{cols}")), |b| {
+                b.iter(|| matmul(&pool, &mi, &x, 1, black_box(&mut y), &mut acts))
+            });
+        }
     }
     g.finish();
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod matmul;
 pub mod pool;
 pub mod quants;
+pub mod repack;
 pub mod simd;
 pub mod types;
 
@@ -15,5 +16,6 @@ pub use error::KernelError;
 pub use matmul::{matmul, matmul_q, matmul_q_many, matmul_q_many_with, MatmulJob, QMatrix, QuantizedActs, MAX_JOBS};
 pub use pool::ThreadPool;
 pub use quants::{dequantize_row, quantize_row};
+pub use repack::Layout;
 pub use simd::cpu_features;
 pub use types::{GgmlType, QK_K};

@@ -5,17 +5,20 @@
 use crate::error::KernelError;
 use crate::pool::ThreadPool;
 use crate::quants::{self, q8_k::BlockQ8K};
+use crate::repack::{self, Layout};
 use crate::simd;
 use crate::types::GgmlType;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A row-major quantized matrix: `rows` rows (output features, ggml ne1) of `cols` elements (ne0).
+/// A quantized matrix: `rows` rows (output features, ggml ne1) of `cols` elements (ne0), held
+/// as `layout` says (row-major as in the GGUF file, or interleaved by [`repack`]).
 #[derive(Clone, Copy, Debug)]
 pub struct QMatrix<'a> {
     pub ty: GgmlType,
     pub data: &'a [u8],
     pub rows: usize,
     pub cols: usize,
+    pub layout: Layout,
 }
 
 impl<'a> QMatrix<'a> {
@@ -25,7 +28,12 @@ impl<'a> QMatrix<'a> {
         if data.len() != expected {
             return Err(KernelError::BadLength { what: "matrix bytes", expected, got: data.len() });
         }
-        Ok(QMatrix { ty, data, rows, cols })
+        Ok(QMatrix { ty, data, rows, cols, layout: Layout::RowMajor })
+    }
+
+    /// The same matrix with its bytes held as `layout` (see [`repack`]).
+    pub fn with_layout(self, layout: Layout) -> Self {
+        QMatrix { layout, ..self }
     }
 
     /// Bytes of one row.
@@ -214,6 +222,8 @@ struct Plan<'a> {
     /// Full 8-token tiles over a whole chunk of rows (prefill).
     tile_rows: Option<simd::TileRowsFn>,
     rows: Option<simd::MatvecRowsFn>,
+    /// Interleaved weights: prefill and the fallbacks read a row-major copy of each chunk.
+    interleaved: bool,
     /// Prefill through AMX tiles (chunks are then whole 16-row tiles).
     #[cfg(target_arch = "x86_64")]
     amx: Option<simd::amx::Kind>,
@@ -266,10 +276,14 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             (CHUNK_BYTES / rb.max(1)).clamp(4, MAX_CHUNK_ROWS).min(w.rows.div_ceil(2 * pool.n_threads()))
         };
         let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
+        // Interleaved weights are cut at group boundaries.
+        let interleaved = w.layout == Layout::Interleaved8;
+        let chunk = if interleaved { chunk.next_multiple_of(repack::GROUP) } else { chunk };
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
         // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`).
         let tile = simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant());
-        let rows = simd::matvec_rows_fn(w.ty).filter(|_| n_tokens == 1);
+        let rows = if interleaved { simd::matvec_rows_x8_fn(w.ty) } else { simd::matvec_rows_fn(w.ty) };
+        let rows = rows.filter(|_| n_tokens == 1);
         plans[n_plans] = Some(Plan {
             w: j.w,
             rb,
@@ -277,6 +291,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             tile,
             tile_rows: simd::tile_rows_fn(w.ty).filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS),
             rows,
+            interleaved,
             #[cfg(target_arch = "x86_64")]
             amx,
             y: SyncPtr(j.y.as_mut_ptr()),
@@ -321,9 +336,12 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
 /// 32.1 / 76.5 / 184; 8192: 1.1B 29.3).
 const PREFETCH_BYTES: usize = 2048;
 
+/// The same for the one sequential stream of interleaved weights (`repack`).
+pub(crate) const INTERLEAVED_PREFETCH_BYTES: usize = 1024;
+
 /// Asks for the cache lines of `data[from..to]` (clipped to `data`) into L2; no effect on results.
 #[inline(always)]
-fn prefetch(data: &[u8], from: usize, to: usize) {
+pub(crate) fn prefetch(data: &[u8], from: usize, to: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let mut off = from & !63;
@@ -366,22 +384,52 @@ pub(crate) fn for_each_row_group<const G: usize>(w: &[u8], rb: usize, out: &mut 
     for_each_row(&w[r * rb..], rb, &mut out[r..], f1)
 }
 
+thread_local! {
+    /// A worker's row-major copy of an interleaved chunk (u64s keep blocks aligned); it only
+    /// grows, to the largest chunk (about [`CHUNK_BYTES`]).
+    static ROW_MAJOR: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Rows r0..r1 of one job, for every token.
 fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize) {
+    let rb = p.rb;
+    if n_tokens == 1 {
+        if let Some(f) = p.rows {
+            // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
+            let out = unsafe { std::slice::from_raw_parts_mut(p.y.get().add(r0), r1 - r0) };
+            // Interleaved chunks start at a group (plan), so their bytes are whole groups.
+            return f(&p.w.data[r0 * rb..r1 * rb], rb, qx.row(0), out);
+        }
+    }
+    if !p.interleaved {
+        return run_chunk_row_major(p, &p.w.data[r0 * rb..r1 * rb], qx, n_tokens, r0, r1);
+    }
+    ROW_MAJOR.with_borrow_mut(|buf| {
+        let bytes = (r1 - r0) * rb;
+        if buf.len() * 8 < bytes {
+            buf.resize(bytes.div_ceil(8), 0);
+        }
+        let w = &mut bytemuck::cast_slice_mut::<u64, u8>(buf)[..bytes];
+        if repack::rows_row_major(&p.w, r0, r1, w) {
+            run_chunk_row_major(p, w, qx, n_tokens, r0, r1);
+        }
+    })
+}
+
+/// [`run_chunk`] on `w`, rows r0..r1 of the job row-major.
+fn run_chunk_row_major(p: &Plan, w: &[u8], qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize) {
     let (rows, rb) = (p.w.rows, p.rb);
     if n_tokens == 1 {
         let act = qx.row(0);
         // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
         let out = unsafe { std::slice::from_raw_parts_mut(p.y.get().add(r0), r1 - r0) };
-        let w = &p.w.data[r0 * rb..r1 * rb];
-        match (p.rows, p.tile) {
-            (Some(f), _) => f(w, rb, act, out),
-            (None, Some(f)) => for_each_row(w, rb, out, |wr| {
+        match p.tile {
+            Some(f) => for_each_row(w, rb, out, |wr| {
                 let mut o = [0f32; 1];
                 f(wr, &[act], &mut o);
                 o[0]
             }),
-            (None, None) => for_each_row(w, rb, out, |wr| (p.dot)(wr, act)),
+            None => for_each_row(w, rb, out, |wr| (p.dot)(wr, act)),
         }
         return;
     }
@@ -393,7 +441,7 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
         // every token belong to this chunk alone.
         unsafe {
             let (acts, act_rb) = (qx.all_rows(), qx.row_bytes);
-            simd::amx::matmul(kind, &p.w.data[r0 * rb..r1 * rb], rb, r1 - r0, p.w.cols, acts, act_rb, n_tokens, p.y.get().add(r0), rows);
+            simd::amx::matmul(kind, w, rb, r1 - r0, p.w.cols, acts, act_rb, n_tokens, p.y.get().add(r0), rows);
         }
         return;
     }
@@ -407,7 +455,7 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
         }
         if let (Some(f), TILE_TOKENS) = (p.tile_rows, nt) {
             let block = &mut block[..(r1 - r0) * TILE_TOKENS];
-            f(&p.w.data[r0 * rb..r1 * rb], rb, &ys, block);
+            f(w, rb, &ys, block);
             for (r, o) in (r0..r1).zip(block.chunks_exact(TILE_TOKENS)) {
                 for (k, &v) in o.iter().enumerate() {
                     // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.
@@ -416,8 +464,7 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
             }
             continue;
         }
-        for r in r0..r1 {
-            let wr = &p.w.data[r * rb..(r + 1) * rb];
+        for (r, wr) in (r0..r1).zip(w.chunks_exact(rb)) {
             match p.tile {
                 Some(f) => f(wr, &ys[..nt], &mut out[..nt]),
                 None => {
@@ -526,6 +573,43 @@ mod tests {
                     let (e, f) = (exact[t * rows + r], fast[t * rows + r]);
                     assert_eq!(e.to_bits(), y1[r].to_bits(), "{ty} t{t} r{r}: batched {e} vs alone {}", y1[r]);
                     assert_eq!(f.to_bits(), y1[r].to_bits(), "{ty} t{t} r{r}: AMX {f} vs alone {}", y1[r]);
+                }
+            }
+        }
+    }
+
+    /// Interleaved weights give every path (mat-vec, 8-token tiles, AMX where present) the same
+    /// bits as the row-major ones, including the row-major tail past the last group.
+    #[test]
+    fn interleaved_rows_give_row_major_bits() {
+        let pool = ThreadPool::new(2);
+        let mut seed = 5u64;
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
+            let cols = 640;
+            for rows in [8, 61, 300] {
+                if !repack::interleave_pays(ty, rows, cols) {
+                    eprintln!("{ty}: no interleaved kernel on this CPU; checking the row-major copy path");
+                }
+                let rb = ty.row_bytes(cols).unwrap();
+                let mut wq = vec![0u8; rb * rows];
+                for r in 0..rows {
+                    let v: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+                    quantize_row(ty, &v, &mut wq[r * rb..(r + 1) * rb]).unwrap();
+                }
+                let mut wi = wq.clone();
+                assert!(repack::interleave_in_place(ty, &mut wi, rows, cols));
+                let plain = QMatrix::new(ty, &wq, rows, cols).unwrap();
+                let inter = QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(Layout::Interleaved8);
+                for n in [1, 7, 21] {
+                    let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut seed)).collect();
+                    let mut acts = QuantizedActs::new();
+                    acts.quantize(&pool, ty.vec_dot_type(), &x, n, cols);
+                    let (mut a, mut b) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
+                    matmul_q(&pool, &plain, &acts, n, &mut a);
+                    matmul_q(&pool, &inter, &acts, n, &mut b);
+                    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                        assert_eq!(x.to_bits(), y.to_bits(), "{ty} {rows} rows, {n} tokens, output {i}: {x} vs {y}");
+                    }
                 }
             }
         }

@@ -27,7 +27,7 @@ use std::fs::File;
 use std::path::Path;
 
 pub use error::GgufError;
-pub use kiln_kernels::GgmlType;
+pub use kiln_kernels::{GgmlType, Layout};
 pub use summary::{file_type_name, human_parameter_count};
 pub use tensor::TensorInfo;
 pub use value::{Array, StrArray, Value, ValueType};
@@ -82,6 +82,9 @@ pub struct GgufFile {
     tensors: Vec<TensorInfo>,
     tensor_index: HashMap<String, usize>,
     data_offset: u64,
+    /// How each tensor's rows lie (parallel to `tensors`): as in the file unless
+    /// [`GgufFile::interleave_weights`] repacked it.
+    layouts: Vec<Layout>,
 }
 
 impl GgufFile {
@@ -134,7 +137,9 @@ impl GgufFile {
             Storage::Owned(v) => v,
         };
         let p = reader::parse(bytes)?;
+        let layouts = vec![Layout::RowMajor; p.tensors.len()];
         Ok(GgufFile {
+            layouts,
             storage,
             version: p.version,
             alignment: p.alignment,
@@ -312,6 +317,38 @@ impl GgufFile {
             (Some(Ok(s)), Some(Ok(e))) => self.data().get(s..e).unwrap_or(&[]),
             _ => &[],
         }
+    }
+
+    /// How `t`'s rows lie in [`GgufFile::tensor_data`]: [`Layout::RowMajor`] (ggml's) unless
+    /// [`GgufFile::interleave_weights`] repacked it.
+    pub fn layout(&self, t: &TensorInfo) -> Layout {
+        self.tensor_index.get(&t.name).and_then(|&i| self.layouts.get(i)).copied().unwrap_or_default()
+    }
+
+    /// Repacks, in place, every 2-D tensor whose type has an interleaved mat-vec kernel on this
+    /// CPU into [`Layout::Interleaved8`] (see `kiln_kernels::repack`): decode then reads each
+    /// group of 8 rows as one stream. Only where this file is an anonymous copy
+    /// ([`WeightMemory::HugePages`]): a memory map stays the file's pages, and an owned buffer
+    /// is left as given. [`GgufFile::layout`] tells which tensors moved; readers of their bytes
+    /// go through `kiln_kernels::repack::row`. Returns the bytes repacked.
+    pub fn interleave_weights(&mut self) -> u64 {
+        let Storage::Anon(m) = &mut self.storage else { return 0 };
+        let mut moved = 0;
+        for (t, layout) in self.tensors.iter().zip(self.layouts.iter_mut()) {
+            let [cols, rows] = t.dims[..] else { continue };
+            let (Ok(cols), Ok(rows)) = (usize::try_from(cols), usize::try_from(rows)) else { continue };
+            if *layout != Layout::RowMajor || !kiln_kernels::repack::interleave_pays(t.ty, rows, cols) {
+                continue;
+            }
+            let start = self.data_offset.checked_add(t.offset).and_then(|s| usize::try_from(s).ok());
+            let end = start.and_then(|s| s.checked_add(usize::try_from(t.n_bytes).ok()?));
+            let Some(bytes) = start.zip(end).and_then(|(s, e)| m.get_mut(s..e)) else { continue };
+            if kiln_kernels::repack::interleave_in_place(t.ty, bytes, rows, cols) {
+                *layout = Layout::Interleaved8;
+                moved += t.n_bytes;
+            }
+        }
+        moved
     }
 
     /// The whole file's bytes.

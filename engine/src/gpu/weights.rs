@@ -216,7 +216,9 @@ fn upload_runs(ctx: &GpuContext, f: &GgufFile, mats: Vec<(Linear, String)>) -> R
             upload_linear(ctx, f, first, name)?
         } else {
             let mut cat = Vec::with_capacity(bytes);
-            mats[i..j].iter().for_each(|(l, _)| cat.extend_from_slice(l.bytes(f.data())));
+            for (l, _) in &mats[i..j] {
+                cat.extend_from_slice(&l.row_major_bytes(f.data())?);
+            }
             ctx.upload_weight(first.ty, first.cols, rows, &cat).map_err(gpu_err)?
         };
         out.push((w, row));
@@ -228,7 +230,9 @@ fn upload_runs(ctx: &GpuContext, f: &GgufFile, mats: Vec<(Linear, String)>) -> R
 
 /// Uploads a matrix as its GGUF bytes, or dequantized to f32 when no shader decodes its type.
 fn upload_linear(ctx: &GpuContext, f: &GgufFile, l: &Linear, name: &str) -> Result<GpuWeight> {
-    let bytes = l.bytes(f.data());
+    // The CPU path may have interleaved the rows in place; the shaders read ggml's order.
+    let bytes = l.row_major_bytes(f.data())?;
+    let bytes = &bytes[..];
     if decodes(l.ty) {
         return ctx.upload_weight(l.ty, l.cols, l.rows, bytes).map_err(gpu_err);
     }

@@ -1,11 +1,14 @@
 //! Weights as views into the memory-mapped GGUF file, and the matrix products over them.
 
-use kiln_kernels::{matmul_q_many, GgmlType, MatmulJob, QMatrix, QuantizedActs, ThreadPool, MAX_JOBS};
+use std::borrow::Cow;
+
+use kiln_kernels::{matmul_q_many, repack, GgmlType, Layout, MatmulJob, QMatrix, QuantizedActs, ThreadPool, MAX_JOBS};
 
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
 
-/// A weight matrix `[rows][cols]` (ggml `ne = [cols, rows]`) kept in the file's own encoding.
+/// A weight matrix `[rows][cols]` (ggml `ne = [cols, rows]`) kept in the file's own encoding,
+/// its rows row-major or interleaved in place ([`GgufFile::interleave_weights`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Linear {
     pub ty: GgmlType,
@@ -13,6 +16,7 @@ pub struct Linear {
     pub len: usize,
     pub rows: usize,
     pub cols: usize,
+    pub layout: Layout,
 }
 
 impl Linear {
@@ -32,7 +36,7 @@ impl Linear {
             )));
         }
         let base = f.tensor_data(t).as_ptr() as usize - f.data().as_ptr() as usize;
-        Ok(Linear { ty: t.ty, offset: base, len: t.n_bytes as usize, rows: dims[1], cols })
+        Ok(Linear { ty: t.ty, offset: base, len: t.n_bytes as usize, rows: dims[1], cols, layout: f.layout(t) })
     }
 
     pub fn optional(f: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Option<Linear>> {
@@ -42,19 +46,52 @@ impl Linear {
         }
     }
 
+    /// The bytes as held (see [`Linear::layout`]).
     pub fn bytes<'a>(&self, data: &'a [u8]) -> &'a [u8] {
         &data[self.offset..self.offset + self.len]
     }
 
+    /// The bytes in ggml's row-major order: borrowed, or a copy when they were interleaved.
+    pub fn row_major_bytes<'a>(&self, data: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+        let bytes = self.bytes(data);
+        if self.layout == Layout::RowMajor {
+            return Ok(Cow::Borrowed(bytes));
+        }
+        let mut out = vec![0u8; bytes.len()];
+        if !repack::rows_row_major(&self.matrix(data), 0, self.rows, &mut out) {
+            return Err(EngineError::BadModel(format!("{} matrix {}x{} does not fit its bytes", self.ty, self.rows, self.cols)));
+        }
+        Ok(Cow::Owned(out))
+    }
+
     pub fn matrix<'a>(&self, data: &'a [u8]) -> QMatrix<'a> {
-        QMatrix { ty: self.ty, data: self.bytes(data), rows: self.rows, cols: self.cols }
+        QMatrix { ty: self.ty, data: self.bytes(data), rows: self.rows, cols: self.cols, layout: self.layout }
     }
 
     /// Dequantizes row `r` into `out` (embedding lookup).
     pub fn row(&self, data: &[u8], r: usize, out: &mut [f32]) -> Result<()> {
-        let rb = self.len / self.rows;
-        let bytes = &self.bytes(data)[r * rb..(r + 1) * rb];
-        kiln_kernels::dequantize_row(self.ty, bytes, out)?;
+        let rb = self.len / self.rows.max(1);
+        let bad = || EngineError::BadModel(format!("row {r} of a {}x{} {} matrix", self.rows, self.cols, self.ty));
+        if self.layout == Layout::RowMajor {
+            let bytes = self.bytes(data).get(r * rb..(r + 1) * rb).ok_or_else(bad)?;
+            kiln_kernels::dequantize_row(self.ty, bytes, out)?;
+            return Ok(());
+        }
+        // An interleaved row is gathered from its group first (on the stack for rows up to
+        // 16 KiB: 15,420 columns of Q8_0).
+        let mut stack = [0u8; 16 * 1024];
+        let mut heap = Vec::new();
+        let buf = match stack.get_mut(..rb) {
+            Some(b) => b,
+            None => {
+                heap.resize(rb, 0);
+                &mut heap[..]
+            }
+        };
+        if !repack::row(&self.matrix(data), r, buf) {
+            return Err(bad());
+        }
+        kiln_kernels::dequantize_row(self.ty, buf, out)?;
         Ok(())
     }
 }
@@ -83,7 +120,7 @@ pub fn optional_vector(f: &GgufFile, name: &str, len: usize) -> Result<Option<Ve
 }
 
 /// A placeholder for unused job slots (never dispatched).
-const EMPTY: QMatrix<'static> = QMatrix { ty: GgmlType::F32, data: &[], rows: 0, cols: 0 };
+const EMPTY: QMatrix<'static> = QMatrix { ty: GgmlType::F32, data: &[], rows: 0, cols: 0, layout: Layout::RowMajor };
 
 /// Activations quantized once per input and shared by every product that reads it
 /// (Q, K and V share one; gate and up share one), one slot per activation type.

@@ -82,6 +82,12 @@ impl Model {
         let t0 = Instant::now();
         let path = path.as_ref();
         let mut gguf = GgufFile::open_with(path, opts.weights)?;
+        // Before the architecture takes its views, so they see the layouts (KILN_INTERLEAVE=0:
+        // none).
+        let interleaved = gguf.interleave_weights();
+        if interleaved > 0 {
+            tracing::debug!("{}: {interleaved} bytes of weights interleaved for decode", path.display());
+        }
         let architecture = gguf.get_str("general.architecture")?.to_string();
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let n_vocab = tokenizer.vocab_size();

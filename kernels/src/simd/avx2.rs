@@ -52,6 +52,18 @@ pub fn tile_rows_fn(ty: GgmlType) -> Option<TileRowsFn> {
     })
 }
 
+/// The mat-vec kernels over rows held as `repack::Layout::Interleaved8` (legacy types only).
+pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
+    Some(match ty {
+        // SAFETY: handed out only when AVX2/FMA/F16C were detected.
+        GgmlType::Q4_0 => |w, rb, y, out| unsafe { super::x86::plain::rows_x8_q4_0(w, rb, y, out) },
+        GgmlType::Q4_1 => |w, rb, y, out| unsafe { super::x86::plain::rows_x8_q4_1(w, rb, y, out) },
+        GgmlType::Q5_0 => |w, rb, y, out| unsafe { super::x86::plain::rows_x8_q5_0(w, rb, y, out) },
+        GgmlType::Q8_0 => |w, rb, y, out| unsafe { super::x86::plain::rows_x8_q8_0(w, rb, y, out) },
+        _ => return None,
+    })
+}
+
 /// Mat-vec kernels (decode): a whole chunk of rows inside one target-feature function.
 pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     Some(match ty {

@@ -46,6 +46,18 @@ pub fn tile_rows_fn(ty: GgmlType) -> Option<super::TileRowsFn> {
     })
 }
 
+/// The mat-vec kernels over rows held as `repack::Layout::Interleaved8` (legacy types only).
+pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
+    Some(match ty {
+        // SAFETY: handed out only when AVX-512 BW/VL + VNNI were detected.
+        GgmlType::Q4_0 => |w, rb, y, out| unsafe { super::x86::vnni::rows_x8_q4_0(w, rb, y, out) },
+        GgmlType::Q4_1 => |w, rb, y, out| unsafe { super::x86::vnni::rows_x8_q4_1(w, rb, y, out) },
+        GgmlType::Q5_0 => |w, rb, y, out| unsafe { super::x86::vnni::rows_x8_q5_0(w, rb, y, out) },
+        GgmlType::Q8_0 => |w, rb, y, out| unsafe { super::x86::vnni::rows_x8_q8_0(w, rb, y, out) },
+        _ => return None,
+    })
+}
+
 pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     Some(match ty {
         GgmlType::Q4_K => |w, rb, y, out| rows::<BlockQ4K>(w, rb, y, out, Kernels::Q4K),

@@ -211,6 +211,22 @@ pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     matvec_rows_fn_for(ty, isa())
 }
 
+/// The mat-vec kernel for `ty` over rows held as [`crate::repack::Layout::Interleaved8`] on
+/// this CPU, if any (`KILN_INTERLEAVE=0` turns the layout off: None everywhere).
+pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *OFF.get_or_init(|| std::env::var("KILN_INTERLEAVE").is_ok_and(|v| v == "0")) {
+        return None;
+    }
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::matvec_rows_x8_fn(ty),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::matvec_rows_x8_fn(ty),
+        _ => None,
+    }
+}
+
 /// The best dot kernel for `ty` on this CPU.
 pub fn vec_dot_fn(ty: GgmlType) -> VecDotFn {
     vec_dot_fn_for(ty, isa()).unwrap_or_else(|| scalar_fn(ty))

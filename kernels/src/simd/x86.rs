@@ -80,6 +80,14 @@ pub unsafe fn bytes_from_bits_32(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
+/// A Q5_0 block's 32 quants as signed bytes (−16..15) from its high bits `qh` and nibbles `qs`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5_0_quants(qh: [u8; 4], qs: *const u8) -> __m256i {
+    let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(qh)), _mm256_set1_epi8(0x10));
+    _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(qs), hi), _mm256_set1_epi8(16))
+}
+
 /// The legacy block step on every path (dot, tile, mat-vec and the AMX epilogue), so a row's
 /// bits do not depend on which path or batch computed it: `c` is the block's exact integer dot,
 /// and acc += (c·d_w)·d_x (a rounded product, then an FMA), block after block in order.
@@ -192,12 +200,7 @@ macro_rules! legacy_kernels {
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_q5_0_q8_0(x: &[u8], y: &[u8]) -> f32 {
             let (Some(x), Some(y)) = (cast_or_none::<BlockQ5_0>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
-            let off = _mm256_set1_epi8(16);
-            let bit = _mm256_set1_epi8(0x10);
-            block_loop!(x, y, |a, b| {
-                let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
-                signed_term(_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16(a.d), b)
-            })
+            block_loop!(x, y, |a, b| signed_term(q5_0_quants(a.qh, a.qs.as_ptr()), fp16(a.d), b))
         }
 
         /// Σ per block: legacy_step(c, d, dy), then acc += m·s (Q8_1's s = dy·Σy).
@@ -235,12 +238,7 @@ macro_rules! legacy_kernels {
         pub unsafe fn tile_q5_0_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             let Some(x) = cast_or_none::<BlockQ5_0>(x) else { return out.fill(f32::NAN) };
             let Some(rows) = cast_rows::<BlockQ8_0>(ys, x.len()) else { return out.fill(f32::NAN) };
-            let off = _mm256_set1_epi8(16);
-            let bit = _mm256_set1_epi8(0x10);
-            block_tile!(x, &rows[..ys.len().min(8)], out, |a| {
-                let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), bit);
-                (_mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), off), fp16(a.d))
-            }, |w, b| signed_term(w.0, w.1, b))
+            block_tile!(x, &rows[..ys.len().min(8)], out, |a| (q5_0_quants(a.qh, a.qs.as_ptr()), fp16(a.d)), |w, b| signed_term(w.0, w.1, b))
         }
 
         #[target_feature(enable = $features)]
@@ -325,7 +323,7 @@ impl ActBlock for crate::quants::BlockQ8_1 {
 /// unpacked once, the eight tokens' exact block dots reduced together, then [`legacy_step`]
 /// lane-wise: the same bits as the one-token dot); `$tile` (the per-token tile) for other counts.
 macro_rules! legacy_rows {
-    ($features:literal, $dot8:ident, $($rows:ident, $tile8:ident, $tile_rows:ident => $dot:ident, $tile:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, $signed:literal, $bias:literal);*) => {$(
+    ($features:literal, $dot8:ident, $($rows:ident, $rows_x8:ident, $tile8:ident, $tile_rows:ident => $dot:ident, $tile:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, |$p:ident| $prep_x:expr, $head:literal, $signed:literal, $bias:literal);*) => {$(
         #[target_feature(enable = $features)]
         pub unsafe fn $tile8(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             if ys.len() != 8 || out.len() < 8 {
@@ -442,6 +440,53 @@ macro_rules! legacy_rows {
             };
             crate::matmul::for_each_row_group::<8>(w, rb, out, eight, |row| unsafe { $dot(row, y) })
         }
+
+        /// `$rows` over rows held as [`crate::repack::Layout::Interleaved8`]: each group of
+        /// eight rows is one sequential stream, its eight scales one vector load. Per block the
+        /// same arithmetic as `$rows`, so the same bits. Rows past the last full group of
+        /// `out` are row-major (the matrix's tail).
+        #[target_feature(enable = $features)]
+        pub unsafe fn $rows_x8(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
+            const B: usize = std::mem::size_of::<$w>();
+            let Some(yb) = cast_or_none::<$y>(y) else { return out.fill(f32::NAN) };
+            let nb = yb.len();
+            if rb != nb * B || w.len() < out.len() * rb {
+                return out.fill(f32::NAN);
+            }
+            let groups = out.len() / 8;
+            for g in 0..groups {
+                let base = g * 8 * rb;
+                let mut acc = _mm256_setzero_ps();
+                for (i, b) in yb.iter().enumerate() {
+                    let off = base + i * 8 * B;
+                    crate::matmul::prefetch(w, off + crate::matmul::INTERLEAVED_PREFETCH_BYTES, off + 8 * B + crate::matmul::INTERLEAVED_PREFETCH_BYTES);
+                    // SAFETY: off + 8·B <= (g + 1)·8·rb <= w.len(), checked above.
+                    let gb = w.as_ptr().add(off);
+                    let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                    let c: [__m256i; 8] = std::array::from_fn(|k| {
+                        let $p = gb.add(8 * $head + k * (B - $head));
+                        let qa = $prep_x;
+                        if $signed {
+                            let (ua, sb) = abs_sign(qa, qb);
+                            $dot8(ua, sb)
+                        } else {
+                            $dot8(qa, qb)
+                        }
+                    });
+                    let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb as *const __m128i));
+                    let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
+                    acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, dw), _mm256_set1_ps(fp16(b.d)), acc);
+                    if $bias {
+                        let mw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16) as *const __m128i));
+                        acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(fp16(b.bias())), acc);
+                    }
+                }
+                _mm256_storeu_ps(out.as_mut_ptr().add(g * 8), acc);
+            }
+            let t = groups * 8;
+            // SAFETY (closure): it runs inside this function, with its features.
+            crate::matmul::for_each_row(&w[t * rb..], rb, &mut out[t..], |row| unsafe { $dot(row, y) })
+        }
     )*};
 }
 
@@ -480,13 +525,14 @@ impl Bias for crate::quants::BlockQ8_1 {
 macro_rules! legacy_set {
     ($features:literal, $dot8:ident) => {
         legacy_rows!($features, $dot8,
-            rows_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)), true, false;
-            rows_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()), false, true;
-            rows_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| {
-                let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), _mm256_set1_epi8(0x10));
-                _mm256_sub_epi8(_mm256_or_si256(nibbles_j_j16(a.qs.as_ptr()), hi), _mm256_set1_epi8(16))
-            }, true, false;
-            rows_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i), true, false);
+            rows_q4_0, rows_x8_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)),
+                |p| _mm256_sub_epi8(nibbles_j_j16(p), _mm256_set1_epi8(8)), 2, true, false;
+            rows_q4_1, rows_x8_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()),
+                |p| nibbles_j_j16(p), 4, false, true;
+            rows_q5_0, rows_x8_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| q5_0_quants(a.qh, a.qs.as_ptr()),
+                |p| q5_0_quants((p as *const [u8; 4]).read_unaligned(), p.add(4)), 2, true, false;
+            rows_q8_0, rows_x8_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i),
+                |p| _mm256_loadu_si256(p as *const __m256i), 2, true, false);
         legacy_kernels!($dot8, $features);
     };
 }

@@ -334,10 +334,44 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
 /// per 4 KiB) the best distance is shorter: `kiln bench -p 16 -n 128`, tg, 4096 → 2048 B:
 /// 1.1B 29.6 → 33.0, gemma 75.0 → 73.8, SmolLM2 177 → 178 (1024: 32.4 / 72.8 / 157; 3072:
 /// 32.1 / 76.5 / 184; 8192: 1.1B 29.3).
-const PREFETCH_BYTES: usize = 2048;
+///
+/// Those were Intel Xeon and AMD Zen 3 machines. On a Zen 4 (AMD with AVX-512) 2 KiB ahead
+/// holds the K-quant rows back: `kiln bench -p 8 -n 64 -t 2 -r 2`, synthetic 1.1B tg, 2048 →
+/// 8192 B: 30.8 → 39.4 / 37.5 tok/s (0: 38.8 / 39.5; 1024: 28.7; 4096: 37.7; 16384: 39.5);
+/// gemma3 and SmolLM2 (mostly interleaved weights there) within the noise. So 8 KiB on AMD
+/// CPUs with AVX-512, 2 KiB elsewhere; `KILN_PREFETCH_BYTES` sets it.
+fn prefetch_bytes() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| {
+        if let Some(n) = std::env::var("KILN_PREFETCH_BYTES").ok().and_then(|v| v.parse().ok()) {
+            return n;
+        }
+        if amd_cpu() && simd::isa() == simd::Isa::Avx512 {
+            8192
+        } else {
+            2048
+        }
+    })
+}
 
-/// The same for the one sequential stream of interleaved weights (`repack`).
-pub(crate) const INTERLEAVED_PREFETCH_BYTES: usize = 1024;
+/// The CPU's vendor string is "AuthenticAMD".
+fn amd_cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: cpuid leaf 0 exists on every x86_64 CPU (a safe function in newer Rust).
+        #[allow(unused_unsafe)]
+        let r = unsafe { std::arch::x86_64::__cpuid(0) };
+        let bytes: Vec<u8> = [r.ebx, r.edx, r.ecx].iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes == *b"AuthenticAMD"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The same for the one sequential stream of interleaved weights (`repack`). Zen 4,
+/// `kiln bench -p 8 -n 64 -t 2 -r 2` tg, 1024 → 4096 B, two runs each: gemma3 98.9 / 107.2 →
+/// 102.8 / 108.6, SmolLM2 200.8 / 210.3 → 243.0 / 233.4 (0: 102.6 / 111.5 and 203.3 / 238.9).
+pub(crate) const INTERLEAVED_PREFETCH_BYTES: usize = 4096;
 
 /// Asks for the cache lines of `data[from..to]` (clipped to `data`) into L2; no effect on results.
 #[inline(always)]
@@ -362,8 +396,9 @@ pub(crate) fn prefetch(data: &[u8], from: usize, to: usize) {
 pub(crate) fn for_each_row(w: &[u8], rb: usize, out: &mut [f32], mut f: impl FnMut(&[u8]) -> f32) {
     let end = out.len() * rb;
     let Some(w) = w.get(..end) else { return out.fill(f32::NAN) };
+    let ahead = prefetch_bytes();
     for (r, o) in out.iter_mut().enumerate() {
-        prefetch(w, r * rb + PREFETCH_BYTES, (r + 1) * rb + PREFETCH_BYTES);
+        prefetch(w, r * rb + ahead, (r + 1) * rb + ahead);
         *o = f(&w[r * rb..(r + 1) * rb]);
     }
 }
@@ -375,9 +410,9 @@ pub(crate) fn for_each_row(w: &[u8], rb: usize, out: &mut [f32], mut f: impl FnM
 pub(crate) fn for_each_row_group<const G: usize>(w: &[u8], rb: usize, out: &mut [f32], mut fg: impl FnMut(&[u8]) -> [f32; G], f1: impl FnMut(&[u8]) -> f32) {
     let end = out.len() * rb;
     let Some(w) = w.get(..end) else { return out.fill(f32::NAN) };
-    let mut r = 0;
+    let (mut r, ahead) = (0, prefetch_bytes());
     while r + G <= out.len() {
-        prefetch(w, r * rb + PREFETCH_BYTES, (r + G) * rb + PREFETCH_BYTES);
+        prefetch(w, r * rb + ahead, (r + G) * rb + ahead);
         out[r..r + G].copy_from_slice(&fg(&w[r * rb..(r + G) * rb]));
         r += G;
     }

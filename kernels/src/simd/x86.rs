@@ -373,21 +373,26 @@ macro_rules! legacy_rows {
 
         mod $tile_rows {
             use super::*;
+            /// The exact u8·i8 partial dots of 32 weight quants `qa` and activation quants `qb`
+            /// (through |qa| and sign(qb, qa) for the signed types).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn dot(qa: __m256i, qb: __m256i) -> __m256i {
+                if $signed {
+                    let (ua, sb) = abs_sign(qa, qb);
+                    $dot8(ua, sb)
+                } else {
+                    $dot8(qa, qb)
+                }
+            }
+
             /// Block i of one weight row against block i of the eight tokens: their exact
             /// dots reduced together, then [`legacy_step`] lane-wise (and the bias term).
             #[inline]
             #[target_feature(enable = $features)]
             pub(super) unsafe fn step($a: &$w, yr: &[&[$y]; 8], i: usize, dx: __m256, sx: __m256, acc: __m256) -> __m256 {
                 let qa = $prep;
-                let c: [__m256i; 8] = std::array::from_fn(|k| {
-                    let qb = _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i);
-                    if $signed {
-                        let (ua, sb) = abs_sign(qa, qb);
-                        $dot8(ua, sb)
-                    } else {
-                        $dot8(qa, qb)
-                    }
-                });
+                let c: [__m256i; 8] = std::array::from_fn(|k| dot(qa, _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i)));
                 let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
                 let acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, _mm256_set1_ps(fp16($a.d))), dx, acc);
                 if $bias {
@@ -416,13 +421,7 @@ macro_rules! legacy_rows {
                     let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
                     let c: [__m256i; 8] = std::array::from_fn(|k| {
                         let $a = r[k].get_unchecked(i);
-                        let qa = $prep;
-                        if $signed {
-                            let (ua, sb) = abs_sign(qa, qb);
-                            $dot8(ua, sb)
-                        } else {
-                            $dot8(qa, qb)
-                        }
+                        $tile_rows::dot($prep, qb)
                     });
                     let d = |k: usize| u16::from_le_bytes(r[k].get_unchecked(i).d.0) as i16;
                     let dw = _mm256_cvtph_ps(_mm_set_epi16(d(7), d(6), d(5), d(4), d(3), d(2), d(1), d(0)));
@@ -465,13 +464,7 @@ macro_rules! legacy_rows {
                     let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
                     let c: [__m256i; 8] = std::array::from_fn(|k| {
                         let $p = gb.add(8 * $head + k * (B - $head));
-                        let qa = $prep_x;
-                        if $signed {
-                            let (ua, sb) = abs_sign(qa, qb);
-                            $dot8(ua, sb)
-                        } else {
-                            $dot8(qa, qb)
-                        }
+                        $tile_rows::dot($prep_x, qb)
                     });
                     let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb as *const __m128i));
                     let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));

@@ -222,8 +222,6 @@ struct Plan<'a> {
     /// Full 8-token tiles over a whole chunk of rows (prefill).
     tile_rows: Option<simd::TileRowsFn>,
     rows: Option<simd::MatvecRowsFn>,
-    /// Interleaved weights: prefill and the fallbacks read a row-major copy of each chunk.
-    interleaved: bool,
     /// Prefill through AMX tiles (chunks are then whole 16-row tiles).
     #[cfg(target_arch = "x86_64")]
     amx: Option<simd::amx::Kind>,
@@ -291,7 +289,6 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             tile,
             tile_rows: simd::tile_rows_fn(w.ty).filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS),
             rows,
-            interleaved,
             #[cfg(target_arch = "x86_64")]
             amx,
             y: SyncPtr(j.y.as_mut_ptr()),
@@ -361,8 +358,7 @@ fn amd_cpu() -> bool {
         // SAFETY: cpuid leaf 0 exists on every x86_64 CPU (a safe function in newer Rust).
         #[allow(unused_unsafe)]
         let r = unsafe { std::arch::x86_64::__cpuid(0) };
-        let bytes: Vec<u8> = [r.ebx, r.edx, r.ecx].iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes == *b"AuthenticAMD"
+        [r.ebx, r.edx, r.ecx].iter().flat_map(|v| v.to_le_bytes()).eq(*b"AuthenticAMD")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -436,7 +432,8 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
             return f(&p.w.data[r0 * rb..r1 * rb], rb, qx.row(0), out);
         }
     }
-    if !p.interleaved {
+    // Interleaved weights: prefill and the fallbacks read a row-major copy of the chunk.
+    if p.w.layout == Layout::RowMajor {
         return run_chunk_row_major(p, &p.w.data[r0 * rb..r1 * rb], qx, n_tokens, r0, r1);
     }
     ROW_MAJOR.with_borrow_mut(|buf| {

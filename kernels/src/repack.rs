@@ -37,16 +37,26 @@ pub enum Layout {
     Interleaved8,
 }
 
-/// (block bytes, bytes of f16 fields at the block's start) for the types that interleave (the
-/// same shapes as `by_shape!`).
+/// Calls `$f::<BLOCK, HEAD>(args)` with `ty`'s block shape as constants (so the many small
+/// copies compile to plain moves); None for a type that does not interleave.
+macro_rules! by_shape {
+    ($ty:expr, $f:ident($($arg:expr),*)) => {
+        match $ty {
+            GgmlType::Q4_0 => Some($f::<18, 2>($($arg),*)),
+            GgmlType::Q4_1 => Some($f::<20, 4>($($arg),*)),
+            GgmlType::Q5_0 => Some($f::<22, 2>($($arg),*)),
+            GgmlType::Q8_0 => Some($f::<34, 2>($($arg),*)),
+            _ => None,
+        }
+    };
+}
+
+/// (block bytes, bytes of f16 fields at the block's start) for the types that interleave.
 fn block_shape(ty: GgmlType) -> Option<(usize, usize)> {
-    match ty {
-        GgmlType::Q4_0 => Some((18, 2)),
-        GgmlType::Q4_1 => Some((20, 4)),
-        GgmlType::Q5_0 => Some((22, 2)),
-        GgmlType::Q8_0 => Some((34, 2)),
-        _ => None,
+    fn shape<const B: usize, const H: usize>() -> (usize, usize) {
+        (B, H)
     }
+    by_shape!(ty, shape())
 }
 
 /// Whether a `rows`×`cols` matrix of `ty` can be interleaved and read so on this CPU: a type
@@ -60,20 +70,6 @@ pub fn interleave_pays(ty: GgmlType, rows: usize, cols: usize) -> bool {
 #[inline(always)]
 fn field_at(f: usize, k: usize) -> usize {
     f * 2 * GROUP + 2 * k
-}
-
-/// Calls `$f::<BLOCK, HEAD>(args)` with `ty`'s block shape as constants (so the many small
-/// copies compile to plain moves); None for a type that does not interleave.
-macro_rules! by_shape {
-    ($ty:expr, $f:ident($($arg:expr),*)) => {
-        match $ty {
-            GgmlType::Q4_0 => Some($f::<18, 2>($($arg),*)),
-            GgmlType::Q4_1 => Some($f::<20, 4>($($arg),*)),
-            GgmlType::Q5_0 => Some($f::<22, 2>($($arg),*)),
-            GgmlType::Q8_0 => Some($f::<34, 2>($($arg),*)),
-            _ => None,
-        }
-    };
 }
 
 /// 8 row-major rows (`src`, 8·rb bytes) → one interleaved group (`dst`, the same length).

@@ -1,7 +1,7 @@
 //! AVX-512 (F/BW/VL + VNNI) dot products. K-quants use 512-bit `vpdpbusd` with one weight
 //! unpack shared by up to 8 tokens (the prefill tile); legacy 32-element types use the 256-bit
 //! VNNI form, one block per register.
-use super::x86::{cast_or_none, fp16, hsum_i32x8, hsum_i32x8x8, unpack_k4_scales, TILE_ROWS_MAX_BLOCKS};
+use super::x86::{cast_or_none, cast_rows, fp16, hsum_i32x8, hsum_i32x8x8, unpack_k4_scales, TILE_ROWS_MAX_BLOCKS};
 use crate::quants::{BlockQ4K, BlockQ6K, BlockQ8K};
 use crate::simd::{MatvecRowsFn, VecDotFn, VecDotTileFn};
 use crate::types::GgmlType;
@@ -183,27 +183,19 @@ fn tile_rows<W: bytemuck::Pod>(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32
     let nb = rb / std::mem::size_of::<W>();
     let rows = out.len() / 8;
     let fits = ys.len() == 8 && out.len() == 8 * rows && rb == nb * std::mem::size_of::<W>() && nb <= TILE_ROWS_MAX_BLOCKS && w.len() >= rows * rb;
-    let mut yb: [&[BlockQ8K]; 8] = [&[]; 8];
-    let cast = fits
-        && yb.iter_mut().zip(ys).all(|(o, y)| match cast_or_none::<BlockQ8K>(y) {
-            Some(b) if b.len() == nb => {
-                *o = b;
-                true
-            }
-            _ => false,
-        });
-    if !cast {
+    let yb = if fits { cast_rows::<BlockQ8K>(ys, nb) } else { None };
+    let Some(yb) = yb else {
         for (r, o) in out.chunks_exact_mut(ys.len().max(1)).enumerate() {
             tile::<W>(w.get(r * rb..(r + 1) * rb).unwrap_or(&[]), ys, o, k);
         }
         return;
-    }
+    };
     // SAFETY: only handed out when AVX-512 BW/VL + VNNI were detected; every activation row has
-    // nb blocks, and each weight row is checked as it is cast.
+    // at least nb blocks, and each weight row is checked as it is cast.
     unsafe {
         match k {
-            Kernels::Q4K => tile_rows_q4k(w, rb, &yb, out),
-            Kernels::Q6K => tile_rows_q6k(w, rb, &yb, out),
+            Kernels::Q4K => tile_rows_q4k(w, rb, nb, &yb, out),
+            Kernels::Q6K => tile_rows_q6k(w, rb, nb, &yb, out),
         }
     }
 }
@@ -213,8 +205,7 @@ fn tile_rows<W: bytemuck::Pod>(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32
 macro_rules! tile_rows_kernel {
     ($name:ident, $block:ty, $prep:ident, $step8:expr) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        unsafe fn $name(w: &[u8], rb: usize, ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
-            let nb = ys[0].len();
+        unsafe fn $name(w: &[u8], rb: usize, nb: usize, ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
             // The eight tokens' scales of each block, once for all rows (only nb entries).
             let mut dv = [std::mem::MaybeUninit::<__m256>::uninit(); TILE_ROWS_MAX_BLOCKS];
             for (i, d) in dv.iter_mut().enumerate().take(nb) {

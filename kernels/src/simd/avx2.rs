@@ -171,6 +171,168 @@ unsafe fn lanes(p: &Prep, y: &BlockQ8K) -> (__m256i, __m256i) {
     (s, _mm256_madd_epi16(_mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i), p.f))
 }
 
+/// A K-quant super-block unpacked for the prefill tiles: eight vectors of 32 unsigned quants, each
+/// against the same vector of the activation block reordered by the type's [`XPerm`] function,
+/// and the i16 scales of each run of `G` vectors (see [`tile_lanes`]), plus the i16 factors of the 16
+/// bsums (Q4_K: the mins; Q6_K: the scales).
+///
+/// The quants are laid out so that a given i16 lane of the `vpmaddubsw` products belongs to the
+/// same scale group in `G` consecutive vectors: those products are summed as i16 first (exact,
+/// see [`tile_lanes`]) and multiplied by their scales once, one `vpmaddwd` for `G` vectors instead of
+/// one each ([`Prep`]'s way). On AMD Zen 1 both run on one pipe at one ymm per two cycles,
+/// which bounded the tiles. The mat-vec keeps [`Prep`]: there one row waits on its own latency,
+/// and the transposes made it slower (`vec_dot/Q4_K` 7.57 → 6.95 GiB/s).
+struct TilePrep {
+    q: [__m256i; 8],
+    sc: [__m256i; 4],
+    f: __m256i,
+}
+
+/// An activation super-block's quants in the order of a [`TilePrep`]'s vectors.
+type XPerm = [__m256i; 8];
+
+/// `vpshufb` masks that put i16 element `lo[k]` of a 128-bit lane in i16 lane k of the low lane
+/// and `hi[k]` in lane k of the high lane.
+const fn pick16(lo: [usize; 8], hi: [usize; 8]) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        let e = if i < 16 { lo[(i % 16) / 2] } else { hi[(i % 16) / 2] };
+        m[i] = (2 * e + i % 2) as u8;
+        i += 1;
+    }
+    m
+}
+
+/// Q4_K: the even groups' scales (0, 2, 4, 6, two i16 lanes each), then the odd groups'.
+static Q4K_TILE_SHUF: [[u8; 32]; 2] = [pick16([0, 0, 2, 2, 4, 4, 6, 6], [0, 0, 2, 2, 4, 4, 6, 6]), pick16([1, 1, 3, 3, 5, 5, 7, 7], [1, 1, 3, 3, 5, 5, 7, 7])];
+/// Q6_K pair p (of four within a half of the block's 16 scales): scales 4p, 4p + 2 (four
+/// lanes each) in the low 128-bit lane, 4p + 1, 4p + 3 in the high lane.
+static Q6K_TILE_SHUF: [[u8; 32]; 2] = [pick16([0, 0, 0, 0, 2, 2, 2, 2], [1, 1, 1, 1, 3, 3, 3, 3]), pick16([4, 4, 4, 4, 6, 6, 6, 6], [5, 5, 5, 5, 7, 7, 7, 7])];
+
+/// A 4×8 transpose of dwords: `out[k]` holds dword k of each of `v[0..4]` in its low 128-bit
+/// lane and dword k + 4 of each in its high lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn transpose_dwords(v: [__m256i; 4]) -> [__m256i; 4] {
+    let t0 = _mm256_unpacklo_epi32(v[0], v[1]);
+    let t1 = _mm256_unpacklo_epi32(v[2], v[3]);
+    let t2 = _mm256_unpackhi_epi32(v[0], v[1]);
+    let t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+    [_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1), _mm256_unpacklo_epi64(t2, t3), _mm256_unpackhi_epi64(t2, t3)]
+}
+
+#[inline(always)]
+unsafe fn load32(p: *const i8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+/// Q4_K: bytes qs[32c..32c + 32] hold group 2c in their low nibbles and group 2c + 1 in their
+/// high ones (spec §2.2). Transposing the four chunks by dwords puts group 2c at dword c of
+/// every 128-bit lane: vectors 0..4 are the low nibbles (even groups), 4..8 the high nibbles
+/// (odd groups), and one scale vector serves each run of four. Each group's min multiplies
+/// bsums 2j and 2j + 1.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_prep_q4k(b: &BlockQ4K) -> TilePrep {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let u = unpack_k4_scales(&b.scales);
+    let s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, u[1] as i32, u[0] as i32)));
+    let mins8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
+    let qp = b.qs.as_ptr() as *const i8;
+    let t = transpose_dwords(std::array::from_fn(|c| load32(qp.add(32 * c))));
+    let zero = _mm256_setzero_si256();
+    TilePrep {
+        q: std::array::from_fn(|j| if j < 4 { _mm256_and_si256(t[j], m4) } else { _mm256_and_si256(_mm256_srli_epi16(t[j - 4], 4), m4) }),
+        sc: [shuf(s16, &Q4K_TILE_SHUF[0]), shuf(s16, &Q4K_TILE_SHUF[1]), zero, zero],
+        f: _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8)),
+    }
+}
+
+/// The activation order of [`tile_prep_q4k`]: the same dword transpose of elements
+/// 0..32, 64..96, 128..160, 192..224 (against the low nibbles), then of the other four runs.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn xperm_q4k(y: &BlockQ8K) -> XPerm {
+    let yp = y.qs.as_ptr();
+    let lo = transpose_dwords(std::array::from_fn(|c| load32(yp.add(64 * c))));
+    let hi = transpose_dwords(std::array::from_fn(|c| load32(yp.add(64 * c + 32))));
+    [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+}
+
+/// Q6_K: 32-element group j = 4n + g takes its low nibbles from ql[64n + 32(g & 1)..] (shifted
+/// by 4 for g ≥ 2) and its top bits, bits 2g and 2g+1 of qh[32n..], as bits 4 and 5; unsigned
+/// 0..63, the −32 goes through the bsums. Its 16-element halves have scales 2j and 2j + 1.
+/// Groups 2p and 2p + 1 are interleaved by qwords (elements 0..8, 16..24 of both, then 8..16,
+/// 24..32), so both vectors of pair p meet scales 4p, 4p + 2, 4p + 1, 4p + 3 lane for lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_prep_q6k(b: &BlockQ6K) -> TilePrep {
+    let (m4, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    let ql: [__m256i; 4] = std::array::from_fn(|i| _mm256_loadu_si256(b.ql.as_ptr().add(32 * i) as *const __m256i));
+    let qh: [__m256i; 2] = std::array::from_fn(|n| _mm256_loadu_si256(b.qh.as_ptr().add(32 * n) as *const __m256i));
+    let hi = |n: usize, g: usize| match g {
+        0 => _mm256_and_si256(_mm256_slli_epi16(qh[n], 4), m30),
+        1 => _mm256_and_si256(_mm256_slli_epi16(qh[n], 2), m30),
+        2 => _mm256_and_si256(qh[n], m30),
+        _ => _mm256_and_si256(_mm256_srli_epi16(qh[n], 2), m30),
+    };
+    let group = |j: usize| {
+        let (n, g) = (j / 4, j % 4);
+        let l = ql[2 * n + (g & 1)];
+        let lo = if g < 2 { _mm256_and_si256(l, m4) } else { _mm256_and_si256(_mm256_srli_epi16(l, 4), m4) };
+        _mm256_or_si256(lo, hi(n, g))
+    };
+    let s8 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
+    let halves = [_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(s8)), _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(s8, 8)))];
+    let q: [__m256i; 8] = std::array::from_fn(group);
+    TilePrep {
+        q: interleave_qwords(q),
+        sc: std::array::from_fn(|p| shuf(halves[p / 2], &Q6K_TILE_SHUF[p % 2])),
+        f: _mm256_cvtepi8_epi16(s8),
+    }
+}
+
+/// Pairs (2p, 2p + 1) of element-order vectors interleaved by qwords (see [`tile_prep_q6k`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn interleave_qwords(v: [__m256i; 8]) -> [__m256i; 8] {
+    std::array::from_fn(|j| {
+        let (a, b) = (v[j & !1], v[j | 1]);
+        if j % 2 == 0 {
+            _mm256_unpacklo_epi64(a, b)
+        } else {
+            _mm256_unpackhi_epi64(a, b)
+        }
+    })
+}
+
+/// The activation order of [`tile_prep_q6k`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn xperm_q6k(y: &BlockQ8K) -> XPerm {
+    let yp = y.qs.as_ptr();
+    interleave_qwords(std::array::from_fn(|j| load32(yp.add(32 * j))))
+}
+
+/// Lanes summing to Σ scale·(q·q8) and lanes summing to Σ factor·bsum, both exact. `G` vectors
+/// share one scale vector: their `vpmaddubsw` pairs (|pair| ≤ 2·15·128 for Q4_K, 2·63·128 for
+/// Q6_K) are summed as i16 first, which stays below 2^15 for G = 4 (Q4_K: 15,360) and G = 2
+/// (Q6_K: 32,256).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_lanes<const G: usize>(p: &TilePrep, x: &XPerm, y: &BlockQ8K) -> (__m256i, __m256i) {
+    let mut s = _mm256_setzero_si256();
+    for g in 0..8 / G {
+        let mut t = _mm256_maddubs_epi16(p.q[g * G], x[g * G]);
+        for i in 1..G {
+            t = _mm256_add_epi16(t, _mm256_maddubs_epi16(p.q[g * G + i], x[g * G + i]));
+        }
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(t, p.sc[g]));
+    }
+    (s, _mm256_madd_epi16(_mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i), p.f))
+}
+
 /// (Σ lanes of s, Σ lanes of m), exact.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -181,10 +343,17 @@ unsafe fn hsum_pair(s: __m256i, m: __m256i) -> (i32, i32) {
     (_mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1))
 }
 
-/// The kernels of one K-quant type: `$prep` unpacks a block, `$scales` gives its float factors,
+thread_local! {
+    /// A worker's reordered activation blocks ([`XPerm`]) for the call at hand; only grows.
+    static XPERMS: std::cell::RefCell<Vec<XPerm>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The kernels of one K-quant type: `$prep` unpacks a block for the mat-vec, `$tile_prep` for
+/// the tiles, `$xperm` reorders an activation block to match it, `$g` of its vectors share a
+/// scale vector, `$scales` gives the block's float factors,
 /// `$step` is the scalar super-block step and `$step8` the same operations on eight lanes.
 macro_rules! k_quant_kernels {
-    ($m:ident, $block:ty, $prep:ident, |$b:ident| $scales:expr, $step:expr, $step8:expr) => {
+    ($m:ident, $block:ty, $prep:ident, $tile_prep:ident, $xperm:ident, $g:literal, |$b:ident| $scales:expr, $step:expr, $step8:expr) => {
         mod $m {
             use super::*;
 
@@ -228,6 +397,20 @@ macro_rules! k_quant_kernels {
                 crate::matmul::for_each_row(w, rb, out, |row| unsafe { row_dot(bytemuck::cast_slice(row), y) })
             }
 
+            /// `f` with the tokens' blocks reordered, token t's block i at `xp[i·ys.len() + t]`.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn with_xperm<R>(ys: &[&[BlockQ8K]], nb: usize, f: impl FnOnce(&[XPerm]) -> R) -> R {
+                XPERMS.with_borrow_mut(|buf| {
+                    buf.clear();
+                    for i in 0..nb {
+                        for y in ys {
+                            buf.push($xperm(y.get_unchecked(i)));
+                        }
+                    }
+                    f(buf)
+                })
+            }
+
             /// One weight row against ys.len() (1..=8) tokens: eight as vector lanes, fewer one
             /// after another (the same operations, so the same bits).
             pub(super) fn tile(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
@@ -242,23 +425,25 @@ macro_rules! k_quant_kernels {
                 }
                 // SAFETY: handed out only when AVX2/FMA/F16C were detected; rows fit w.
                 unsafe {
-                    if n == 8 {
-                        tile8(w, &yb, &mut out[..8]);
-                    } else {
-                        tile_n(w, &yb[..n], &mut out[..n]);
-                    }
+                    with_xperm(&yb[..n], w.len(), |xp| {
+                        if n == 8 {
+                            tile8(w, &yb, xp, &mut out[..8]);
+                        } else {
+                            tile_n(w, &yb[..n], xp, &mut out[..n]);
+                        }
+                    })
                 }
             }
 
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn tile_n(x: &[$block], ys: &[&[BlockQ8K]], out: &mut [f32]) {
+            unsafe fn tile_n(x: &[$block], ys: &[&[BlockQ8K]], xp: &[XPerm], out: &mut [f32]) {
                 out.fill(0.0);
                 for (i, $b) in x.iter().enumerate() {
-                    let p = $prep($b);
+                    let p = $tile_prep($b);
                     let (d, dm): (f32, f32) = $scales;
-                    for (acc, y) in out.iter_mut().zip(ys) {
+                    for (t, (acc, y)) in out.iter_mut().zip(ys).enumerate() {
                         let yb = y.get_unchecked(i);
-                        let (s, m) = lanes(&p, yb);
+                        let (s, m) = tile_lanes::<$g>(&p, xp.get_unchecked(i * ys.len() + t), yb);
                         let (s, m) = hsum_pair(s, m);
                         *acc = $step(*acc, s, m, d, dm, yb.d);
                     }
@@ -266,10 +451,10 @@ macro_rules! k_quant_kernels {
             }
 
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn tile8(x: &[$block], ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
+            unsafe fn tile8(x: &[$block], ys: &[&[BlockQ8K]; 8], xp: &[XPerm], out: &mut [f32]) {
                 let mut acc = _mm256_setzero_ps();
                 for (i, b) in x.iter().enumerate() {
-                    acc = step8(b, ys, i, d8(ys, i), acc);
+                    acc = step8(b, ys, xp, i, d8(ys, i), acc);
                 }
                 _mm256_storeu_ps(out.as_mut_ptr(), acc);
             }
@@ -285,19 +470,20 @@ macro_rules! k_quant_kernels {
             /// Block i of one weight row against block i of eight tokens, stepped lane-wise.
             #[inline]
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn step8($b: &$block, ys: &[&[BlockQ8K]; 8], i: usize, d8: __m256, acc: __m256) -> __m256 {
-                let p = $prep($b);
+            unsafe fn step8($b: &$block, ys: &[&[BlockQ8K]; 8], xp: &[XPerm], i: usize, d8: __m256, acc: __m256) -> __m256 {
+                let p = $tile_prep($b);
                 let (d, dm): (f32, f32) = $scales;
                 let mut s = [_mm256_setzero_si256(); 8];
                 let mut m = [_mm256_setzero_si256(); 8];
                 for t in 0..8 {
-                    (s[t], m[t]) = lanes(&p, ys[t].get_unchecked(i));
+                    (s[t], m[t]) = tile_lanes::<$g>(&p, xp.get_unchecked(8 * i + t), ys[t].get_unchecked(i));
                 }
                 $step8(acc, hsum_i32x8x8(&s), hsum_i32x8x8(&m), _mm256_set1_ps(d), _mm256_set1_ps(dm), d8)
             }
 
             /// [`tile`] for 8 tokens over the consecutive `rb`-byte rows of `w`, out =
-            /// [row][8 tokens]: the activations are checked, and their scales gathered, once.
+            /// [row][8 tokens]: the activations are checked, reordered, and their scales
+            /// gathered, once.
             pub(super) fn tile_rows(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32]) {
                 let nb = rb / std::mem::size_of::<$block>();
                 let rows = out.len() / 8;
@@ -318,11 +504,11 @@ macro_rules! k_quant_kernels {
                 }
                 // SAFETY: handed out only when AVX2/FMA/F16C were detected; every activation
                 // row has nb blocks, each weight row is checked as it is cast.
-                unsafe { tile_rows_avx2(w, rb, &yb, out) }
+                unsafe { with_xperm(&yb, nb, |xp| tile_rows_avx2(w, rb, &yb, xp, out)) }
             }
 
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn tile_rows_avx2(w: &[u8], rb: usize, ys: &[&[BlockQ8K]; 8], out: &mut [f32]) {
+            unsafe fn tile_rows_avx2(w: &[u8], rb: usize, ys: &[&[BlockQ8K]; 8], xp: &[XPerm], out: &mut [f32]) {
                 let nb = ys[0].len();
                 // Only the row's nb blocks are written and read (no 16 KiB clear per call).
                 let mut dv = [std::mem::MaybeUninit::<__m256>::uninit(); TILE_ROWS_MAX_BLOCKS];
@@ -335,7 +521,7 @@ macro_rules! k_quant_kernels {
                     let mut acc = _mm256_setzero_ps();
                     for (i, b) in x.iter().enumerate().take(nb) {
                         // SAFETY: entries 0..nb were written above.
-                        acc = step8(b, ys, i, dv[i].assume_init_read(), acc);
+                        acc = step8(b, ys, xp, i, dv[i].assume_init_read(), acc);
                     }
                     _mm256_storeu_ps(o.as_mut_ptr(), acc);
                 }
@@ -344,13 +530,13 @@ macro_rules! k_quant_kernels {
     };
 }
 
-k_quant_kernels!(q4k, BlockQ4K, prep_q4k, |b| (fp16(b.d), -fp16(b.dmin)),
+k_quant_kernels!(q4k, BlockQ4K, prep_q4k, tile_prep_q4k, xperm_q4k, 4, |b| (fp16(b.d), -fp16(b.dmin)),
     |acc, s, m, d, dm, d8| k_quant_step(acc, s, d, m, dm, d8),
     |acc, s, m, d, dm, d8| {
         let acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), d), d8, acc);
         _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(m), dm), d8, acc)
     });
-k_quant_kernels!(q6k, BlockQ6K, prep_q6k, |b| (fp16(b.d), 0.0),
+k_quant_kernels!(q6k, BlockQ6K, prep_q6k, tile_prep_q6k, xperm_q6k, 2, |b| (fp16(b.d), 0.0),
     |acc, s, o, d, _dm, d8| q6_k_step(acc, s, o, d, d8),
     |acc, s, o, d, _dm, d8| {
         let c = _mm256_sub_epi32(s, _mm256_slli_epi32(o, 5));

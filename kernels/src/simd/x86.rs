@@ -281,6 +281,25 @@ pub unsafe fn hsum_i32x8x8(v: &[__m256i; 8]) -> __m256i {
     _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31))
 }
 
+/// Lane k = Σ of the sixteen i16 lanes of `v[k]`, exact where any two lanes sum below 2^15
+/// (`vpmaddubsw` products of weights below 64 with i8 activations): two tokens' vectors are
+/// interleaved by dwords and added as i16, widened with one `vpmaddwd` per pair of tokens, then
+/// reduced as i32. Half the
+/// `vpmaddwd` of widening each token alone, and no `vphaddd` (both slow on AMD Zen 1).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn hsum_i16x16x8(v: &[__m256i; 8]) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let q: [__m256i; 4] = std::array::from_fn(|p| {
+        let (a, b) = (v[2 * p], v[2 * p + 1]);
+        _mm256_madd_epi16(_mm256_add_epi16(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b)), ones)
+    });
+    // Each 128-bit lane of q[p]: [t, t + 1, t, t + 1] partial sums of tokens t = 2p, 2p + 1.
+    let r0 = _mm256_add_epi32(_mm256_unpacklo_epi64(q[0], q[1]), _mm256_unpackhi_epi64(q[0], q[1]));
+    let r1 = _mm256_add_epi32(_mm256_unpacklo_epi64(q[2], q[3]), _mm256_unpackhi_epi64(q[2], q[3]));
+    _mm256_add_epi32(_mm256_permute2x128_si256(r0, r1, 0x20), _mm256_permute2x128_si256(r0, r1, 0x31))
+}
+
 /// Most blocks per row the many-row tiles take (16,384 elements of the legacy types; 131,072
 /// of the K-quants); longer rows go through the one-row tiles.
 pub const TILE_ROWS_MAX_BLOCKS: usize = 512;
@@ -323,7 +342,7 @@ impl ActBlock for crate::quants::BlockQ8_1 {
 /// unpacked once, the eight tokens' exact block dots reduced together, then [`legacy_step`]
 /// lane-wise: the same bits as the one-token dot); `$tile` (the per-token tile) for other counts.
 macro_rules! legacy_rows {
-    ($features:literal, $dot8:ident, $($rows:ident, $rows_x8:ident, $tile8:ident, $tile_rows:ident => $dot:ident, $tile:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, |$p:ident| $prep_x:expr, $head:literal, $signed:literal, $bias:literal);*) => {$(
+    ($features:literal, $dot8:ident, $narrow:literal, $($rows:ident, $rows_x8:ident, $tile8:ident, $tile_rows:ident => $dot:ident, $tile:ident, $w:ty, $y:ty, |$a:ident| $prep:expr, |$p:ident| $prep_x:expr, $head:literal, $signed:literal, $bias:literal, $off:expr);*) => {$(
         #[target_feature(enable = $features)]
         pub unsafe fn $tile8(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
             if ys.len() != 8 || out.len() < 8 {
@@ -359,13 +378,20 @@ macro_rules! legacy_rows {
                 sc.write(act_scales8(&yr, i, $bias));
             }
             let scales = &scales[..nb];
+            // Weights made unsigned by `$off`: the tokens' offset·Σ quants per block, once.
+            let mut corr = [std::mem::MaybeUninit::<__m256i>::uninit(); TILE_ROWS_MAX_BLOCKS];
+            if $off != 0 {
+                for (i, c) in corr.iter_mut().enumerate().take(nb) {
+                    c.write($tile_rows::act_corr(&yr, i));
+                }
+            }
             for (r, o) in out.chunks_exact_mut(8).enumerate() {
                 let Some(x) = cast_or_none::<$w>(&w[r * rb..(r + 1) * rb]) else { o.fill(f32::NAN); continue };
                 let mut acc = _mm256_setzero_ps();
                 for (i, $a) in x.iter().enumerate().take(nb) {
-                    // SAFETY: entries 0..nb were written above.
+                    // SAFETY: entries 0..nb were written above (corr's when $off != 0).
                     let (dx, sx) = scales[i].assume_init_read();
-                    acc = $tile_rows::step($a, &yr, i, dx, sx, acc);
+                    acc = if $off != 0 { $tile_rows::step_unsigned($a, &yr, i, dx, corr[i].assume_init_read(), acc) } else { $tile_rows::step($a, &yr, i, dx, sx, acc) };
                 }
                 _mm256_storeu_ps(o.as_mut_ptr(), acc);
             }
@@ -373,6 +399,28 @@ macro_rules! legacy_rows {
 
         mod $tile_rows {
             use super::*;
+            /// `$off`·Σ quants of block i of each of the eight tokens, as lanes (exact).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn act_corr(yr: &[&[$y]; 8], i: usize) -> __m256i {
+                let ones = _mm256_set1_epi8(1);
+                let c: [__m256i; 8] = std::array::from_fn(|k| $dot8(ones, _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i)));
+                _mm256_mullo_epi32(hsum_i32x8x8(&c), _mm256_set1_epi32($off))
+            }
+
+            /// [`step`] with the weight quants shifted by `$off` to unsigned (below 64): u8·i8
+            /// products straight away (no |qa|, sign(qb, qa) per token), reduced through
+            /// [`hsum_i16x16x8`], the offset taken back through `corr` (see [`act_corr`]): the
+            /// same exact block dots, so the same bits.
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn step_unsigned($a: &$w, yr: &[&[$y]; 8], i: usize, dx: __m256, corr: __m256i, acc: __m256) -> __m256 {
+                let qa = _mm256_add_epi8($prep, _mm256_set1_epi8($off as i8));
+                let c: [__m256i; 8] = std::array::from_fn(|k| _mm256_maddubs_epi16(qa, _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i)));
+                let cv = _mm256_cvtepi32_ps(_mm256_sub_epi32(hsum_i16x16x8(&c), corr));
+                _mm256_fmadd_ps(_mm256_mul_ps(cv, _mm256_set1_ps(fp16($a.d))), dx, acc)
+            }
+
             /// The exact u8·i8 partial dots of 32 weight quants `qa` and activation quants `qb`
             /// (through |qa| and sign(qb, qa) for the signed types).
             #[inline]
@@ -392,8 +440,14 @@ macro_rules! legacy_rows {
             #[target_feature(enable = $features)]
             pub(super) unsafe fn step($a: &$w, yr: &[&[$y]; 8], i: usize, dx: __m256, sx: __m256, acc: __m256) -> __m256 {
                 let qa = $prep;
-                let c: [__m256i; 8] = std::array::from_fn(|k| dot(qa, _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i)));
-                let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
+                let qb = |k: usize| _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i);
+                let c = if $narrow && !$signed {
+                    // Nibbles (< 16): the i16 products reduce exactly (see hsum_i16x16x8).
+                    hsum_i16x16x8(&std::array::from_fn(|k| _mm256_maddubs_epi16(qa, qb(k))))
+                } else {
+                    hsum_i32x8x8(&std::array::from_fn(|k| dot(qa, qb(k))))
+                };
+                let cv = _mm256_cvtepi32_ps(c);
                 let acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, _mm256_set1_ps(fp16($a.d))), dx, acc);
                 if $bias {
                     _mm256_fmadd_ps(_mm256_set1_ps(fp16($a.bias())), sx, acc)
@@ -516,26 +570,29 @@ impl Bias for crate::quants::BlockQ8_1 {
 /// The legacy kernels of one feature set: `legacy_rows!` for the four types, then
 /// `legacy_kernels!`.
 macro_rules! legacy_set {
-    ($features:literal, $dot8:ident) => {
-        legacy_rows!($features, $dot8,
+    ($features:literal, $dot8:ident, $narrow:literal, $off4:expr, $off5:expr, $off8:expr) => {
+        legacy_rows!($features, $dot8, $narrow,
             rows_q4_0, rows_x8_q4_0, tile8_q4_0, tile_rows_q4_0 => vec_dot_q4_0_q8_0, tile_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)),
-                |p| _mm256_sub_epi8(nibbles_j_j16(p), _mm256_set1_epi8(8)), 2, true, false;
+                |p| _mm256_sub_epi8(nibbles_j_j16(p), _mm256_set1_epi8(8)), 2, true, false, $off4;
             rows_q4_1, rows_x8_q4_1, tile8_q4_1, tile_rows_q4_1 => vec_dot_q4_1_q8_1, tile_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |a| nibbles_j_j16(a.qs.as_ptr()),
-                |p| nibbles_j_j16(p), 4, false, true;
+                |p| nibbles_j_j16(p), 4, false, true, 0;
             rows_q5_0, rows_x8_q5_0, tile8_q5_0, tile_rows_q5_0 => vec_dot_q5_0_q8_0, tile_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |a| q5_0_quants(a.qh, a.qs.as_ptr()),
-                |p| q5_0_quants((p as *const [u8; 4]).read_unaligned(), p.add(4)), 2, true, false;
+                |p| q5_0_quants((p as *const [u8; 4]).read_unaligned(), p.add(4)), 2, true, false, $off5;
             rows_q8_0, rows_x8_q8_0, tile8_q8_0, tile_rows_q8_0 => vec_dot_q8_0_q8_0, tile_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i),
-                |p| _mm256_loadu_si256(p as *const __m256i), 2, true, false);
+                |p| _mm256_loadu_si256(p as *const __m256i), 2, true, false, $off8);
         legacy_kernels!($dot8, $features);
     };
 }
 
 /// Legacy kernels with 256-bit VNNI.
 pub mod vnni {
-    legacy_set!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dot_u8i8_vnni);
+    legacy_set!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dot_u8i8_vnni, false, 0, 0, 0);
 }
 
 /// Legacy kernels with AVX2 only.
 pub mod plain {
-    legacy_set!("avx2,fma,f16c", dot_u8i8_avx2);
+    // The prefill tiles take Q4_0 and Q5_0 as unsigned (+8, +16) and reduce their `vpmaddubsw`
+    // products as i16 (`narrow`, see hsum_i16x16x8), as Q4_1's nibbles. Q8_0's +128 would
+    // saturate `vpmaddubsw`, so it keeps the signs.
+    legacy_set!("avx2,fma,f16c", dot_u8i8_avx2, true, 8, 16, 0);
 }

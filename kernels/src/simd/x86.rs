@@ -507,6 +507,17 @@ macro_rules! legacy_rows {
                 return out.fill(f32::NAN);
             }
             let groups = out.len() / 8;
+            // Unsigned weights reduced as i16 (`$narrow`, see the tiles): the activation's
+            // offset·Σ quants per block, once.
+            let unsigned = $narrow && ($off != 0 || !$signed);
+            let mut corr = [0i32; TILE_ROWS_MAX_BLOCKS];
+            if unsigned && $off != 0 && nb <= TILE_ROWS_MAX_BLOCKS {
+                let ones = _mm256_set1_epi8(1);
+                for (c, b) in corr.iter_mut().zip(yb) {
+                    *c = $off * hsum_i32x8($dot8(ones, _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i)));
+                }
+            }
+            let unsigned = unsigned && nb <= TILE_ROWS_MAX_BLOCKS;
             for g in 0..groups {
                 let base = g * 8 * rb;
                 let mut acc = _mm256_setzero_ps();
@@ -516,12 +527,19 @@ macro_rules! legacy_rows {
                     // SAFETY: off + 8·B <= (g + 1)·8·rb <= w.len(), checked above.
                     let gb = w.as_ptr().add(off);
                     let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                    let c: [__m256i; 8] = std::array::from_fn(|k| {
+                    let quants = |k: usize| {
                         let $p = gb.add(8 * $head + k * (B - $head));
-                        $tile_rows::dot($prep_x, qb)
-                    });
+                        $prep_x
+                    };
+                    let c = if unsigned {
+                        let u = _mm256_set1_epi8($off as i8);
+                        let c16: [__m256i; 8] = std::array::from_fn(|k| _mm256_maddubs_epi16(_mm256_add_epi8(quants(k), u), qb));
+                        _mm256_sub_epi32(hsum_i16x16x8(&c16), _mm256_set1_epi32(*corr.get_unchecked(i)))
+                    } else {
+                        hsum_i32x8x8(&std::array::from_fn(|k| $tile_rows::dot(quants(k), qb)))
+                    };
                     let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb as *const __m128i));
-                    let cv = _mm256_cvtepi32_ps(hsum_i32x8x8(&c));
+                    let cv = _mm256_cvtepi32_ps(c);
                     acc = _mm256_fmadd_ps(_mm256_mul_ps(cv, dw), _mm256_set1_ps(fp16(b.d)), acc);
                     if $bias {
                         let mw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16) as *const __m128i));

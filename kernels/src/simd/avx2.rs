@@ -116,24 +116,34 @@ unsafe fn shuf(v: __m256i, m: &[u8; 32]) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn prep_q4k(b: &BlockQ4K) -> Prep {
     let m4 = _mm256_set1_epi8(0x0F);
+    let (v, s16, f) = q4k_parts(b);
+    Prep {
+        q: std::array::from_fn(|j| if j % 2 == 0 { _mm256_and_si256(v[j / 2], m4) } else { _mm256_and_si256(_mm256_srli_epi16(v[j / 2], 4), m4) }),
+        sc: std::array::from_fn(|j| shuf(s16, &Q4K_SHUF[j])),
+        f,
+    }
+}
+
+/// A Q4_K block's four 32-byte chunks of qs, its eight 6-bit scales as i16 (both 128-bit lanes),
+/// and the bsums' factors: each min twice.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_parts(b: &BlockQ4K) -> ([__m256i; 4], __m256i, __m256i) {
     let u = unpack_k4_scales(&b.scales);
     let s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, u[1] as i32, u[0] as i32)));
     let mins8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
     let qp = b.qs.as_ptr();
-    let v: [__m256i; 4] = std::array::from_fn(|c| _mm256_loadu_si256(qp.add(32 * c) as *const __m256i));
-    Prep {
-        q: std::array::from_fn(|j| if j % 2 == 0 { _mm256_and_si256(v[j / 2], m4) } else { _mm256_and_si256(_mm256_srli_epi16(v[j / 2], 4), m4) }),
-        sc: std::array::from_fn(|j| shuf(s16, &Q4K_SHUF[j])),
-        f: _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8)),
-    }
+    let v = std::array::from_fn(|c| _mm256_loadu_si256(qp.add(32 * c) as *const __m256i));
+    (v, s16, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8)))
 }
 
 /// Q6_K: group j = 4n + g takes its low nibbles from ql[64n + 32(g & 1)..] (shifted by 4 for
 /// g ≥ 2) and its top bits, bits 2g and 2g+1 of qh[32n..], as bits 4 and 5; unsigned 0..63, the
-/// −32 goes through the bsums. Its 16-element halves have scales 2j and 2j + 1.
+/// −32 goes through the bsums. Its 16-element halves have scales 2j and 2j + 1. The eight groups
+/// in element order, the 16 i8 scales, and their two halves as i16 broadcast to both 128-bit lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn prep_q6k(b: &BlockQ6K) -> Prep {
+unsafe fn q6k_groups(b: &BlockQ6K) -> ([__m256i; 8], __m128i, [__m256i; 2]) {
     let (m4, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     let ql: [__m256i; 4] = std::array::from_fn(|i| _mm256_loadu_si256(b.ql.as_ptr().add(32 * i) as *const __m256i));
     let qh: [__m256i; 2] = std::array::from_fn(|n| _mm256_loadu_si256(b.qh.as_ptr().add(32 * n) as *const __m256i));
@@ -143,18 +153,23 @@ unsafe fn prep_q6k(b: &BlockQ6K) -> Prep {
         2 => _mm256_and_si256(qh[n], m30),
         _ => _mm256_and_si256(_mm256_srli_epi16(qh[n], 2), m30),
     };
+    let q = std::array::from_fn(|j| {
+        let (n, g) = (j / 4, j % 4);
+        let l = ql[2 * n + (g & 1)];
+        let lo = if g < 2 { _mm256_and_si256(l, m4) } else { _mm256_and_si256(_mm256_srli_epi16(l, 4), m4) };
+        _mm256_or_si256(lo, hi(n, g))
+    });
     let s8 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
     let halves = [_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(s8)), _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(s8, 8)))];
-    Prep {
-        q: std::array::from_fn(|j| {
-            let (n, g) = (j / 4, j % 4);
-            let l = ql[2 * n + (g & 1)];
-            let lo = if g < 2 { _mm256_and_si256(l, m4) } else { _mm256_and_si256(_mm256_srli_epi16(l, 4), m4) };
-            _mm256_or_si256(lo, hi(n, g))
-        }),
-        sc: std::array::from_fn(|j| shuf(halves[j / 4], &Q6K_SHUF[j % 4])),
-        f: _mm256_cvtepi8_epi16(s8),
-    }
+    (q, s8, halves)
+}
+
+/// Q6_K for the mat-vec: each group against its own scale vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prep_q6k(b: &BlockQ6K) -> Prep {
+    let (q, s8, halves) = q6k_groups(b);
+    Prep { q, sc: std::array::from_fn(|j| shuf(halves[j / 4], &Q6K_SHUF[j % 4])), f: _mm256_cvtepi8_epi16(s8) }
 }
 
 /// Lanes summing to Σ scale·(q·q8) and lanes summing to Σ factor·bsum, both exact
@@ -236,16 +251,13 @@ unsafe fn load32(p: *const i8) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_prep_q4k(b: &BlockQ4K) -> TilePrep {
     let m4 = _mm256_set1_epi8(0x0F);
-    let u = unpack_k4_scales(&b.scales);
-    let s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, u[1] as i32, u[0] as i32)));
-    let mins8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
-    let qp = b.qs.as_ptr() as *const i8;
-    let t = transpose_dwords(std::array::from_fn(|c| load32(qp.add(32 * c))));
+    let (v, s16, f) = q4k_parts(b);
+    let t = transpose_dwords(v);
     let zero = _mm256_setzero_si256();
     TilePrep {
         q: std::array::from_fn(|j| if j < 4 { _mm256_and_si256(t[j], m4) } else { _mm256_and_si256(_mm256_srli_epi16(t[j - 4], 4), m4) }),
         sc: [shuf(s16, &Q4K_TILE_SHUF[0]), shuf(s16, &Q4K_TILE_SHUF[1]), zero, zero],
-        f: _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8)),
+        f,
     }
 }
 
@@ -260,32 +272,12 @@ unsafe fn xperm_q4k(y: &BlockQ8K) -> XPerm {
     [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
 }
 
-/// Q6_K: 32-element group j = 4n + g takes its low nibbles from ql[64n + 32(g & 1)..] (shifted
-/// by 4 for g ≥ 2) and its top bits, bits 2g and 2g+1 of qh[32n..], as bits 4 and 5; unsigned
-/// 0..63, the −32 goes through the bsums. Its 16-element halves have scales 2j and 2j + 1.
-/// Groups 2p and 2p + 1 are interleaved by qwords (elements 0..8, 16..24 of both, then 8..16,
+/// Q6_K for the tiles: the groups of [`q6k_groups`], groups 2p and 2p + 1 are interleaved by qwords (elements 0..8, 16..24 of both, then 8..16,
 /// 24..32), so both vectors of pair p meet scales 4p, 4p + 2, 4p + 1, 4p + 3 lane for lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_prep_q6k(b: &BlockQ6K) -> TilePrep {
-    let (m4, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
-    let ql: [__m256i; 4] = std::array::from_fn(|i| _mm256_loadu_si256(b.ql.as_ptr().add(32 * i) as *const __m256i));
-    let qh: [__m256i; 2] = std::array::from_fn(|n| _mm256_loadu_si256(b.qh.as_ptr().add(32 * n) as *const __m256i));
-    let hi = |n: usize, g: usize| match g {
-        0 => _mm256_and_si256(_mm256_slli_epi16(qh[n], 4), m30),
-        1 => _mm256_and_si256(_mm256_slli_epi16(qh[n], 2), m30),
-        2 => _mm256_and_si256(qh[n], m30),
-        _ => _mm256_and_si256(_mm256_srli_epi16(qh[n], 2), m30),
-    };
-    let group = |j: usize| {
-        let (n, g) = (j / 4, j % 4);
-        let l = ql[2 * n + (g & 1)];
-        let lo = if g < 2 { _mm256_and_si256(l, m4) } else { _mm256_and_si256(_mm256_srli_epi16(l, 4), m4) };
-        _mm256_or_si256(lo, hi(n, g))
-    };
-    let s8 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
-    let halves = [_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(s8)), _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(s8, 8)))];
-    let q: [__m256i; 8] = std::array::from_fn(group);
+    let (q, s8, halves) = q6k_groups(b);
     TilePrep {
         q: interleave_qwords(q),
         sc: std::array::from_fn(|p| shuf(halves[p / 2], &Q6K_TILE_SHUF[p % 2])),

@@ -186,15 +186,15 @@ unsafe fn lanes(p: &Prep, y: &BlockQ8K) -> (__m256i, __m256i) {
     (s, _mm256_madd_epi16(_mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i), p.f))
 }
 
-/// A K-quant super-block unpacked for the prefill tiles: eight vectors of 32 unsigned quants, each
-/// against the same vector of the activation block reordered by the type's [`XPerm`] function,
-/// and the i16 scales of each run of `G` vectors (see [`tile_lanes`]), plus the i16 factors of the 16
-/// bsums (Q4_K: the mins; Q6_K: the scales).
+/// A K-quant super-block unpacked for the prefill tiles: eight vectors of 32 unsigned quants,
+/// each against the same vector of the activation block reordered by the type's [`XPerm`]
+/// function, the i16 scales of each run of `G` vectors (see [`tile_lanes`]; Q4_K fills two, Q6_K
+/// four), and the i16 factors of the 16 bsums (Q4_K: the mins; Q6_K: the scales).
 ///
 /// The quants are laid out so that a given i16 lane of the `vpmaddubsw` products belongs to the
 /// same scale group in `G` consecutive vectors: those products are summed as i16 first (exact,
-/// see [`tile_lanes`]) and multiplied by their scales once, one `vpmaddwd` for `G` vectors instead of
-/// one each ([`Prep`]'s way). On AMD Zen 1 both run on one pipe at one ymm per two cycles,
+/// see [`tile_lanes`]) and multiplied by their scales once, one `vpmaddwd` for `G` vectors
+/// instead of one each ([`Prep`]'s way). On AMD Zen 1 both run on one pipe at one ymm per two cycles,
 /// which bounded the tiles. The mat-vec keeps [`Prep`]: there one row waits on its own latency,
 /// and the transposes made it slower (`vec_dot/Q4_K` 7.57 → 6.95 GiB/s).
 struct TilePrep {
@@ -272,8 +272,9 @@ unsafe fn xperm_q4k(y: &BlockQ8K) -> XPerm {
     [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
 }
 
-/// Q6_K for the tiles: the groups of [`q6k_groups`], groups 2p and 2p + 1 are interleaved by qwords (elements 0..8, 16..24 of both, then 8..16,
-/// 24..32), so both vectors of pair p meet scales 4p, 4p + 2, 4p + 1, 4p + 3 lane for lane.
+/// Q6_K for the tiles: the groups of [`q6k_groups`], 2p and 2p + 1 interleaved by qwords
+/// (elements 0..8, 16..24 of both, then 8..16, 24..32), so both vectors of pair p meet scales
+/// 4p, 4p + 2, 4p + 1, 4p + 3 lane for lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_prep_q6k(b: &BlockQ6K) -> TilePrep {

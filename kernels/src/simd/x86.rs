@@ -284,8 +284,8 @@ pub unsafe fn hsum_i32x8x8(v: &[__m256i; 8]) -> __m256i {
 /// Lane k = Σ of the sixteen i16 lanes of `v[k]`, exact where any two lanes sum below 2^15
 /// (`vpmaddubsw` products of weights below 64 with i8 activations): two tokens' vectors are
 /// interleaved by dwords and added as i16, widened with one `vpmaddwd` per pair of tokens, then
-/// reduced as i32. Half the
-/// `vpmaddwd` of widening each token alone, and no `vphaddd` (both slow on AMD Zen 1).
+/// reduced as i32. Half the `vpmaddwd` of widening each token alone, and no `vphaddd` (both slow
+/// on AMD Zen 1).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn hsum_i16x16x8(v: &[__m256i; 8]) -> __m256i {
@@ -353,7 +353,8 @@ macro_rules! legacy_rows {
             let mut acc = _mm256_setzero_ps();
             for (i, $a) in x.iter().enumerate() {
                 let (dx, sx) = act_scales8(&yr, i, $bias);
-                acc = $tile_rows::step($a, &yr, i, dx, sx, acc);
+                let corr = if $off != 0 { $tile_rows::act_corr(&yr, i) } else { _mm256_setzero_si256() };
+                acc = $tile_rows::step($a, &yr, i, dx, sx, corr, acc);
             }
             _mm256_storeu_ps(out.as_mut_ptr(), acc);
         }
@@ -380,18 +381,16 @@ macro_rules! legacy_rows {
             let scales = &scales[..nb];
             // Weights made unsigned by `$off`: the tokens' offset·Σ quants per block, once.
             let mut corr = [std::mem::MaybeUninit::<__m256i>::uninit(); TILE_ROWS_MAX_BLOCKS];
-            if $off != 0 {
-                for (i, c) in corr.iter_mut().enumerate().take(nb) {
-                    c.write($tile_rows::act_corr(&yr, i));
-                }
+            for (i, c) in corr.iter_mut().enumerate().take(nb) {
+                c.write(if $off != 0 { $tile_rows::act_corr(&yr, i) } else { _mm256_setzero_si256() });
             }
             for (r, o) in out.chunks_exact_mut(8).enumerate() {
                 let Some(x) = cast_or_none::<$w>(&w[r * rb..(r + 1) * rb]) else { o.fill(f32::NAN); continue };
                 let mut acc = _mm256_setzero_ps();
                 for (i, $a) in x.iter().enumerate().take(nb) {
-                    // SAFETY: entries 0..nb were written above (corr's when $off != 0).
+                    // SAFETY: entries 0..nb of both were written above.
                     let (dx, sx) = scales[i].assume_init_read();
-                    acc = if $off != 0 { $tile_rows::step_unsigned($a, &yr, i, dx, corr[i].assume_init_read(), acc) } else { $tile_rows::step($a, &yr, i, dx, sx, acc) };
+                    acc = $tile_rows::step($a, &yr, i, dx, sx, corr[i].assume_init_read(), acc);
                 }
                 _mm256_storeu_ps(o.as_mut_ptr(), acc);
             }
@@ -399,26 +398,25 @@ macro_rules! legacy_rows {
 
         mod $tile_rows {
             use super::*;
+            /// The weights go in as unsigned bytes below 64 (Q4_0/Q5_0 shifted by `$off`, Q4_1's
+            /// nibbles as they are): u8·i8 products straight away (no |qa|, sign(qb, qa) per
+            /// token or row), reduced as i16 ([`hsum_i16x16x8`]), the offset taken back through
+            /// `$off`·Σ of the activation's quants: the same exact block dots, so the same bits.
+            pub(super) const UNSIGNED: bool = $narrow && ($off != 0 || !$signed);
+
+            /// The lanes of an activation block's Σ quants (exact).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn qsum(b: &$y) -> __m256i {
+                $dot8(_mm256_set1_epi8(1), _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i))
+            }
+
             /// `$off`·Σ quants of block i of each of the eight tokens, as lanes (exact).
             #[inline]
             #[target_feature(enable = $features)]
             pub(super) unsafe fn act_corr(yr: &[&[$y]; 8], i: usize) -> __m256i {
-                let ones = _mm256_set1_epi8(1);
-                let c: [__m256i; 8] = std::array::from_fn(|k| $dot8(ones, _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i)));
+                let c: [__m256i; 8] = std::array::from_fn(|k| qsum(yr[k].get_unchecked(i)));
                 _mm256_mullo_epi32(hsum_i32x8x8(&c), _mm256_set1_epi32($off))
-            }
-
-            /// [`step`] with the weight quants shifted by `$off` to unsigned (below 64): u8·i8
-            /// products straight away (no |qa|, sign(qb, qa) per token), reduced through
-            /// [`hsum_i16x16x8`], the offset taken back through `corr` (see [`act_corr`]): the
-            /// same exact block dots, so the same bits.
-            #[inline]
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn step_unsigned($a: &$w, yr: &[&[$y]; 8], i: usize, dx: __m256, corr: __m256i, acc: __m256) -> __m256 {
-                let qa = _mm256_add_epi8($prep, _mm256_set1_epi8($off as i8));
-                let c: [__m256i; 8] = std::array::from_fn(|k| _mm256_maddubs_epi16(qa, _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i)));
-                let cv = _mm256_cvtepi32_ps(_mm256_sub_epi32(hsum_i16x16x8(&c), corr));
-                _mm256_fmadd_ps(_mm256_mul_ps(cv, _mm256_set1_ps(fp16($a.d))), dx, acc)
             }
 
             /// The exact u8·i8 partial dots of 32 weight quants `qa` and activation quants `qb`
@@ -435,15 +433,16 @@ macro_rules! legacy_rows {
             }
 
             /// Block i of one weight row against block i of the eight tokens: their exact
-            /// dots reduced together, then [`legacy_step`] lane-wise (and the bias term).
+            /// dots reduced together (`corr` = [`act_corr`] when [`UNSIGNED`] with an offset,
+            /// else zero), then [`legacy_step`] lane-wise (and the bias term).
             #[inline]
             #[target_feature(enable = $features)]
-            pub(super) unsafe fn step($a: &$w, yr: &[&[$y]; 8], i: usize, dx: __m256, sx: __m256, acc: __m256) -> __m256 {
+            pub(super) unsafe fn step($a: &$w, yr: &[&[$y]; 8], i: usize, dx: __m256, sx: __m256, corr: __m256i, acc: __m256) -> __m256 {
                 let qa = $prep;
                 let qb = |k: usize| _mm256_loadu_si256(yr[k].get_unchecked(i).qs.as_ptr() as *const __m256i);
-                let c = if $narrow && !$signed {
-                    // Nibbles (< 16): the i16 products reduce exactly (see hsum_i16x16x8).
-                    hsum_i16x16x8(&std::array::from_fn(|k| _mm256_maddubs_epi16(qa, qb(k))))
+                let c = if UNSIGNED {
+                    let qa = _mm256_add_epi8(qa, _mm256_set1_epi8($off as i8));
+                    _mm256_sub_epi32(hsum_i16x16x8(&std::array::from_fn(|k| _mm256_maddubs_epi16(qa, qb(k)))), corr)
                 } else {
                     hsum_i32x8x8(&std::array::from_fn(|k| dot(qa, qb(k))))
                 };
@@ -507,17 +506,15 @@ macro_rules! legacy_rows {
                 return out.fill(f32::NAN);
             }
             let groups = out.len() / 8;
-            // Unsigned weights reduced as i16 (`$narrow`, see the tiles): the activation's
-            // offset·Σ quants per block, once.
-            let unsigned = $narrow && ($off != 0 || !$signed);
+            // Unsigned weights (see the tiles' UNSIGNED): the activation's offset·Σ quants per
+            // block, once.
+            let unsigned = $tile_rows::UNSIGNED && nb <= TILE_ROWS_MAX_BLOCKS;
             let mut corr = [0i32; TILE_ROWS_MAX_BLOCKS];
-            if unsigned && $off != 0 && nb <= TILE_ROWS_MAX_BLOCKS {
-                let ones = _mm256_set1_epi8(1);
+            if unsigned && $off != 0 {
                 for (c, b) in corr.iter_mut().zip(yb) {
-                    *c = $off * hsum_i32x8($dot8(ones, _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i)));
+                    *c = $off * hsum_i32x8($tile_rows::qsum(b));
                 }
             }
-            let unsigned = unsigned && nb <= TILE_ROWS_MAX_BLOCKS;
             for g in 0..groups {
                 let base = g * 8 * rb;
                 let mut acc = _mm256_setzero_ps();

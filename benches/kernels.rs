@@ -1,5 +1,5 @@
 //! CPU kernel throughput: `dequant/<type>`, `vec_dot/<type>`, `matvec/<type>` (and
-//! `matvec/<type>-x8`, the row-interleaved layout), `matmul/<type>`,
+//! `matvec/<type>-x8`, the row-interleaved layout, `-t` the transposed K-quant blocks), `matmul/<type>`,
 //! reported as bytes of weights per second (compare matvec with the memory read bandwidth from
 //! /work/shared/tools/membw.c). matmul also prints GFLOP/s (2·rows·cols·tokens per run).
 //!
@@ -84,6 +84,12 @@ fn bench_vec_dot(c: &mut Criterion) {
         let mut y = vec![0f32; rows];
         g.throughput(Throughput::Bytes(w.len() as u64));
         g.bench_function(ty.name(), |b| b.iter(|| matmul_q(&pool, &m, &acts, 1, black_box(&mut y))));
+        if repack::best_layout(ty, rows, cols) == Layout::Transposed {
+            let mut wt = w.clone();
+            repack::repack_in_place(ty, &mut wt, rows, cols, Layout::Transposed);
+            let mt = QMatrix::new(ty, &wt, rows, cols).unwrap().with_layout(Layout::Transposed);
+            g.bench_function(format!("{}-t", ty.name()), |b| b.iter(|| matmul_q(&pool, &mt, &acts, 1, black_box(&mut y))));
+        }
     }
     g.finish();
 }
@@ -113,12 +119,14 @@ fn bench_matvec(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new(ty.name(), format!("{rows}x{cols}")), |b| {
             b.iter(|| matmul(&pool, &m, &x, 1, black_box(&mut y), &mut acts))
         });
-        // The same matrix as `kiln` holds it after load where this CPU has the kernel.
-        if repack::interleave_pays(ty, rows, cols) {
+        // The same matrix as `kiln` holds it after load where this CPU has the kernels.
+        let layout = repack::best_layout(ty, rows, cols);
+        if layout != Layout::RowMajor {
             let mut wi = w.clone();
-            repack::interleave_in_place(ty, &mut wi, rows, cols);
-            let mi = QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(Layout::Interleaved8);
-            g.bench_function(BenchmarkId::new(format!("{}-x8", ty.name()), format!("{rows}x{cols}")), |b| {
+            repack::repack_in_place(ty, &mut wi, rows, cols, layout);
+            let mi = QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(layout);
+            let tag = if layout == Layout::Transposed { "t" } else { "x8" };
+            g.bench_function(BenchmarkId::new(format!("{}-{tag}", ty.name()), format!("{rows}x{cols}")), |b| {
                 b.iter(|| matmul(&pool, &mi, &x, 1, black_box(&mut y), &mut acts))
             });
         }

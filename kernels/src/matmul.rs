@@ -222,6 +222,9 @@ struct Plan<'a> {
     /// Full 8-token tiles over a whole chunk of rows (prefill).
     tile_rows: Option<simd::TileRowsFn>,
     rows: Option<simd::MatvecRowsFn>,
+    /// Whether the kernels above read the weights as they are held (else a row-major copy of
+    /// each chunk is made first).
+    native: bool,
     /// Prefill through AMX tiles (chunks are then whole 16-row tiles).
     #[cfg(target_arch = "x86_64")]
     amx: Option<simd::amx::Kind>,
@@ -261,7 +264,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         }
         let rb = w.row_bytes();
         #[cfg(target_arch = "x86_64")]
-        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| amx && n_tokens >= AMX_MIN_TOKENS && simd::amx::available());
+        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| amx && n_tokens >= AMX_MIN_TOKENS && w.layout != Layout::Transposed && simd::amx::available());
         #[cfg(not(target_arch = "x86_64"))]
         let amx: Option<()> = {
             let _ = amx;
@@ -278,17 +281,24 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         let interleaved = w.layout == Layout::Interleaved8;
         let chunk = if interleaved { chunk.next_multiple_of(repack::GROUP) } else { chunk };
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
-        // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`).
-        let tile = simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant());
-        let rows = if interleaved { simd::matvec_rows_x8_fn(w.ty) } else { simd::matvec_rows_fn(w.ty) };
-        let rows = rows.filter(|_| n_tokens == 1);
+        // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`). Transposed blocks
+        // have all three of their own (and never reach `dot`, see `run_chunk`).
+        let transposed = simd::transposed_fns(w.ty).filter(|_| w.layout == Layout::Transposed);
+        let (rows, tile, tile_rows) = match transposed {
+            Some((rows, tile, tile_rows)) => (Some(rows), Some(tile), Some(tile_rows)),
+            None => {
+                let rows = if interleaved { simd::matvec_rows_x8_fn(w.ty) } else { simd::matvec_rows_fn(w.ty) };
+                (rows, simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant()), simd::tile_rows_fn(w.ty))
+            }
+        };
         plans[n_plans] = Some(Plan {
             w: j.w,
             rb,
             dot: simd::vec_dot_fn(w.ty),
             tile,
-            tile_rows: simd::tile_rows_fn(w.ty).filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS),
-            rows,
+            tile_rows: tile_rows.filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS),
+            rows: rows.filter(|_| n_tokens == 1),
+            native: w.layout == Layout::RowMajor || transposed.is_some(),
             #[cfg(target_arch = "x86_64")]
             amx,
             y: SyncPtr(j.y.as_mut_ptr()),
@@ -433,7 +443,7 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize
         }
     }
     // Interleaved weights: prefill and the fallbacks read a row-major copy of the chunk.
-    if p.w.layout == Layout::RowMajor {
+    if p.native {
         return run_chunk_row_major(p, &p.w.data[r0 * rb..r1 * rb], qx, n_tokens, r0, r1);
     }
     ROW_MAJOR.with_borrow_mut(|buf| {
@@ -610,17 +620,25 @@ mod tests {
         }
     }
 
-    /// Interleaved weights give every path (mat-vec, 8-token tiles, AMX where present) the same
-    /// bits as the row-major ones, including the row-major tail past the last group.
+    /// Repacked weights (interleaved legacy rows, transposed K-quant blocks) give every path
+    /// (mat-vec, tiles of 8 and fewer tokens, AMX where present) the same bits as the row-major
+    /// ones, including the row-major tail past the last interleaved group.
     #[test]
-    fn interleaved_rows_give_row_major_bits() {
+    fn repacked_rows_give_row_major_bits() {
         let pool = ThreadPool::new(2);
         let mut seed = 5u64;
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
-            let cols = 640;
+        let cases = [
+            (GgmlType::Q4_0, Layout::Interleaved8, 640),
+            (GgmlType::Q4_1, Layout::Interleaved8, 640),
+            (GgmlType::Q5_0, Layout::Interleaved8, 640),
+            (GgmlType::Q8_0, Layout::Interleaved8, 640),
+            (GgmlType::Q4_K, Layout::Transposed, 768),
+            (GgmlType::Q6_K, Layout::Transposed, 768),
+        ];
+        for (ty, layout, cols) in cases {
             for rows in [8, 61, 300] {
-                if !repack::interleave_pays(ty, rows, cols) {
-                    eprintln!("{ty}: no interleaved kernel on this CPU; checking the row-major copy path");
+                if repack::best_layout(ty, rows, cols) != layout {
+                    eprintln!("{ty}: no {layout:?} kernel on this CPU; checking the row-major copy path");
                 }
                 let rb = ty.row_bytes(cols).unwrap();
                 let mut wq = vec![0u8; rb * rows];
@@ -629,9 +647,10 @@ mod tests {
                     quantize_row(ty, &v, &mut wq[r * rb..(r + 1) * rb]).unwrap();
                 }
                 let mut wi = wq.clone();
-                assert!(repack::interleave_in_place(ty, &mut wi, rows, cols));
+                assert!(repack::repack_in_place(ty, &mut wi, rows, cols, layout));
+                assert_ne!(wi, wq, "{ty}: nothing moved");
                 let plain = QMatrix::new(ty, &wq, rows, cols).unwrap();
-                let inter = QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(Layout::Interleaved8);
+                let inter = QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(layout);
                 for n in [1, 7, 21] {
                     let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut seed)).collect();
                     let mut acts = QuantizedActs::new();

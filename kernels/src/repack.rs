@@ -1,4 +1,20 @@
-//! Row-interleaved weight layout for the memory-bound mat-vec of decode.
+//! Weight layouts the kernels read faster than ggml's, made once at load, in place.
+//!
+//! ## Transposed K-quant super-blocks (Q4_K, Q6_K; AVX2)
+//!
+//! [`Layout::Transposed`] keeps the rows in order and every super-block's size, scales and d,
+//! and permutes the quants inside it (see [`transposed_slot`]) so that the eight 32-byte
+//! vectors a kernel unpacks hold one piece of every scale group side by side: Q4_K's dword
+//! lane i is group i in every vector, Q6_K's i16 lane k is group k. Their `vpmaddubsw` products
+//! then add up as i16 across vectors before one `vpmaddwd` by the scales (Q4_K: one for the
+//! block instead of eight; Q6_K: four), with no shuffles per block; the activation is
+//! reordered to match once per call. The kernels give the same exact integer sums, so the same
+//! bits as the row-major ones. AMD Zen 1 (AVX2), 2 threads, `kiln bench -p 512 -n 64 -t 2 -r
+//! 2` on the synthetic 1.1B Q4_K_M, row-major → transposed: tg 19.1 → 20.8 tok/s, pp512 39.0 →
+//! 42.2; one thread's L2-resident mat-vec (`cargo bench --bench kernels -- vec_dot`) Q4_K 7.34 →
+//! 8.21 GiB/s, Q6_K 6.55 → 8.26.
+//!
+//! ## Row-interleaved legacy blocks
 //!
 //! Row-major, the 8-row mat-vec kernels read eight rows in lockstep: eight short streams, one
 //! block (18–34 bytes) of each at a time, which the hardware prefetcher follows badly.
@@ -35,6 +51,145 @@ pub enum Layout {
     RowMajor,
     /// Groups of [`GROUP`] rows interleaved block by block (see the module docs).
     Interleaved8,
+    /// K-quant super-blocks (Q4_K, Q6_K) in row order with the quants of each permuted so that
+    /// the AVX2 kernels' vectors hold one element of every group side by side (see
+    /// [`transposed_slot`]): all of a block's products then share one scale vector.
+    Transposed,
+}
+
+/// The layout the kernels of this CPU read a `rows`×`cols` matrix of `ty` fastest in, as
+/// [`repack_in_place`] makes it: [`Layout::Interleaved8`] for the legacy types with an
+/// interleaved mat-vec, [`Layout::Transposed`] for Q4_K / Q6_K with transposed kernels, else
+/// [`Layout::RowMajor`] (also for everything with `KILN_INTERLEAVE=0`).
+pub fn best_layout(ty: GgmlType, rows: usize, cols: usize) -> Layout {
+    if interleave_pays(ty, rows, cols) {
+        Layout::Interleaved8
+    } else if ty.row_bytes(cols).is_some() && crate::simd::transposed_fns(ty).is_some() {
+        Layout::Transposed
+    } else {
+        Layout::RowMajor
+    }
+}
+
+/// Repacks a row-major matrix in place into `layout` (see [`best_layout`]); false, with `data`
+/// untouched, where the type or shape does not take it.
+pub fn repack_in_place(ty: GgmlType, data: &mut [u8], rows: usize, cols: usize, layout: Layout) -> bool {
+    match layout {
+        Layout::RowMajor => true,
+        Layout::Interleaved8 => interleave_in_place(ty, data, rows, cols),
+        Layout::Transposed => transpose_in_place(ty, data, rows, cols),
+    }
+}
+
+/// Where [`Layout::Transposed`] keeps a quant: the kernels unpack a super-block's quants as
+/// eight 32-byte vectors ("slots" j = 0..8, byte l = 0..32; Q4_K: the low, j even, or high
+/// nibbles of qs[32(j/2) + l]; Q6_K: j = 4n + g, low bits in ql[64n + 32(g & 1) + l], high bits
+/// 2g, 2g+1 of qh[32n + l], as in ggml). Row-major, slot (j, l) holds element 32j + l. Transposed,
+/// it holds Q4_K's element 32(l/4) + 4j + l%4 (dword lane i of every vector is group i) and
+/// Q6_K's 16(l/2) + 2j + l%2 (i16 lane k of every vector is group k). Scales and d stay.
+pub const fn transposed_slot(ty: GgmlType, j: usize, l: usize) -> usize {
+    match ty {
+        GgmlType::Q6_K => 16 * (l / 2) + 2 * j + l % 2,
+        _ => 32 * (l / 4) + 4 * j + l % 4,
+    }
+}
+
+/// Little-endian u32 words of `b`.
+fn words<const N: usize>(b: &[u8]) -> [u32; N] {
+    std::array::from_fn(|i| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
+}
+
+const LO: u32 = 0x0F0F_0F0F;
+
+/// One super-block's quants in slot order, four to a little-endian word (slot (j, l) is byte
+/// l % 4 of word 8j + l/4).
+fn unpack_slots(ty: GgmlType, b: &[u8]) -> [u32; 64] {
+    if ty == GgmlType::Q6_K {
+        let (ql, qh) = (words::<32>(&b[..128]), words::<16>(&b[128..192]));
+        std::array::from_fn(|w| {
+            let (j, m) = (w / 8, w % 8);
+            let (n, g) = (j / 4, j % 4);
+            (ql[16 * n + 8 * (g & 1) + m] >> (4 * (g / 2)) & LO) | (qh[8 * n + m] >> (2 * g) & 0x0303_0303) << 4
+        })
+    } else {
+        let qs = words::<32>(&b[16..144]);
+        std::array::from_fn(|w| {
+            let (j, m) = (w / 8, w % 8);
+            qs[8 * (j / 2) + m] >> (4 * (j % 2)) & LO
+        })
+    }
+}
+
+/// The inverse of [`unpack_slots`].
+fn pack_slots(ty: GgmlType, q: &[u32; 64], b: &mut [u8]) {
+    let mut set = |at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    if ty == GgmlType::Q6_K {
+        for n in 0..2 {
+            for m in 0..8 {
+                let g: [u32; 4] = std::array::from_fn(|g| q[8 * (4 * n + g) + m]);
+                set(64 * n + 4 * m, (g[0] & LO) | (g[2] & LO) << 4);
+                set(64 * n + 32 + 4 * m, (g[1] & LO) | (g[3] & LO) << 4);
+                set(128 + 32 * n + 4 * m, (0..4).fold(0, |h, k| h | (g[k] >> 4 & 0x0303_0303) << (2 * k)));
+            }
+        }
+    } else {
+        for c in 0..4 {
+            for m in 0..8 {
+                set(16 + 32 * c + 4 * m, q[8 * (2 * c) + m] | q[8 * (2 * c + 1) + m] << 4);
+            }
+        }
+    }
+}
+
+/// One super-block between layouts: to transposed (`forward`) or back to row-major. Slot
+/// (j, l) holds [`transposed_slot`]'s element: Q4_K's slots are an 8×8 transpose of the
+/// row-major slots' dwords (its own inverse), Q6_K's a 16×8 transpose of their 16-bit words
+/// (group k's word w, at 8k + w row-major, goes to 16w + k).
+fn transpose_block(ty: GgmlType, b: &mut [u8], forward: bool) {
+    let old = unpack_slots(ty, b);
+    let new: [u32; 64] = if ty == GgmlType::Q6_K {
+        let half = |w: usize| (old[w / 2] >> (16 * (w % 2))) & 0xFFFF;
+        // Word t of the result comes from word src(t).
+        let src = |t: usize| if forward { 8 * (t % 16) + t / 16 } else { 16 * (t % 8) + t / 8 };
+        std::array::from_fn(|i| half(src(2 * i)) | half(src(2 * i + 1)) << 16)
+    } else {
+        std::array::from_fn(|i| old[8 * (i % 8) + i / 8])
+    };
+    pack_slots(ty, &new, b);
+}
+
+/// [`transpose_block`] over whole super-blocks, on up to 8 threads (a model's worth at load).
+fn transpose_blocks(ty: GgmlType, data: &mut [u8], bb: usize, forward: bool) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let per = data.len().div_ceil(bb).div_ceil(threads).max(1024) * bb;
+    if data.len() <= per {
+        return data.chunks_exact_mut(bb).for_each(|b| transpose_block(ty, b, forward));
+    }
+    std::thread::scope(|s| {
+        for part in data.chunks_mut(per) {
+            s.spawn(move || part.chunks_exact_mut(bb).for_each(|b| transpose_block(ty, b, forward)));
+        }
+    });
+}
+
+/// Super-block bytes of the types that take [`Layout::Transposed`].
+fn transposed_block_bytes(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::Q4_K => Some(144),
+        GgmlType::Q6_K => Some(210),
+        _ => None,
+    }
+}
+
+/// A row-major Q4_K / Q6_K matrix into [`Layout::Transposed`], in place; false, with `data`
+/// untouched, for another type or a shape that does not fit.
+pub fn transpose_in_place(ty: GgmlType, data: &mut [u8], rows: usize, cols: usize) -> bool {
+    let (Some(bb), Some(rb)) = (transposed_block_bytes(ty), ty.row_bytes(cols)) else { return false };
+    if data.len() != rows * rb {
+        return false;
+    }
+    transpose_blocks(ty, data, bb, true);
+    true
 }
 
 /// Calls `$f::<BLOCK, HEAD>(args)` with `ty`'s block shape as constants (so the many small
@@ -124,6 +279,12 @@ pub fn rows_row_major(w: &QMatrix, r0: usize, r1: usize, out: &mut [u8]) -> bool
     if r0 > r1 || r1 > rows || data.len() != rows * rb || out.len() != (r1 - r0) * rb {
         return false;
     }
+    if layout == Layout::Transposed {
+        let Some(bb) = transposed_block_bytes(ty) else { return false };
+        out.copy_from_slice(&data[r0 * rb..r1 * rb]);
+        transpose_blocks(ty, out, bb, false);
+        return true;
+    }
     if block_shape(ty).is_none() || layout == Layout::RowMajor {
         out.copy_from_slice(&data[r0 * rb..r1 * rb]);
         return true;
@@ -153,6 +314,9 @@ pub fn row(w: &QMatrix, r: usize, out: &mut [u8]) -> bool {
     let Some(rb) = ty.row_bytes(cols) else { return false };
     if r >= rows || data.len() != rows * rb || out.len() != rb {
         return false;
+    }
+    if layout == Layout::Transposed {
+        return rows_row_major(w, r, r + 1, out);
     }
     let full = rows / GROUP * GROUP;
     let g = r / GROUP * GROUP;
@@ -193,5 +357,40 @@ mod tests {
         }
         let mut k = vec![0u8; 144 * 8];
         assert!(!interleave_in_place(GgmlType::Q4_K, &mut k, 8, 256), "K-quants do not interleave");
+    }
+
+    /// Transposing is a permutation of each super-block's quants (every element dequantizes to
+    /// the value it had, read through the slot map) that reads back row-major exactly.
+    #[test]
+    fn transpose_round_trips_and_permutes_elements() {
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            let (rows, cols) = (3, 512);
+            let rb = ty.row_bytes(cols).unwrap();
+            let orig: Vec<u8> = (0..rows * rb).map(|i| (i * 31 + i / 7) as u8).collect();
+            let mut data = orig.clone();
+            assert!(transpose_in_place(ty, &mut data, rows, cols));
+            assert_ne!(data, orig, "{ty}: nothing moved");
+            let bb = rb / 2;
+            for (t, o) in data.chunks_exact(bb).zip(orig.chunks_exact(bb)) {
+                let slot = |q: &[u32; 64], s: usize| (q[s / 4] >> (8 * (s % 4))) as u8;
+                let (qt, qo) = (unpack_slots(ty, t), unpack_slots(ty, o));
+                for j in 0..8 {
+                    for l in 0..32 {
+                        assert_eq!(slot(&qt, 32 * j + l), slot(&qo, transposed_slot(ty, j, l)), "{ty} slot ({j}, {l})");
+                    }
+                }
+                let fixed = if ty == GgmlType::Q6_K { 192..210 } else { 0..16 };
+                assert_eq!(t[fixed.clone()], o[fixed], "{ty}: scales and d stay");
+            }
+            let w = QMatrix::new(ty, &data, rows, cols).unwrap().with_layout(Layout::Transposed);
+            let mut out = vec![0u8; rows * rb];
+            assert!(rows_row_major(&w, 0, rows, &mut out));
+            assert_eq!(out, orig, "{ty}");
+            let mut one = vec![0u8; rb];
+            assert!(row(&w, 2, &mut one));
+            assert_eq!(one, orig[2 * rb..], "{ty} row 2");
+        }
+        let mut legacy = vec![0u8; 18 * 8];
+        assert!(!transpose_in_place(GgmlType::Q4_0, &mut legacy, 1, 256), "legacy types do not transpose");
     }
 }

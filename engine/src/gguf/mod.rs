@@ -325,9 +325,10 @@ impl GgufFile {
         self.tensor_index.get(&t.name).and_then(|&i| self.layouts.get(i)).copied().unwrap_or_default()
     }
 
-    /// Repacks, in place, every 2-D tensor whose type has an interleaved mat-vec kernel on this
-    /// CPU into [`Layout::Interleaved8`] (see `kiln_kernels::repack`): decode then reads each
-    /// group of 8 rows as one stream. Only where this file is an anonymous copy
+    /// Repacks, in place, every 2-D tensor into the layout this CPU's kernels read fastest
+    /// (`kiln_kernels::repack::best_layout`): [`Layout::Interleaved8`] for the legacy types with
+    /// an interleaved mat-vec (decode then reads each group of 8 rows as one stream),
+    /// [`Layout::Transposed`] for Q4_K / Q6_K on AVX2. Only where this file is an anonymous copy
     /// ([`WeightMemory::HugePages`]): a memory map stays the file's pages, and an owned buffer
     /// is left as given. [`GgufFile::layout`] tells which tensors moved; readers of their bytes
     /// go through `kiln_kernels::repack::row`. Returns the bytes repacked.
@@ -337,14 +338,15 @@ impl GgufFile {
         for (t, layout) in self.tensors.iter().zip(self.layouts.iter_mut()) {
             let [cols, rows] = t.dims[..] else { continue };
             let (Ok(cols), Ok(rows)) = (usize::try_from(cols), usize::try_from(rows)) else { continue };
-            if *layout != Layout::RowMajor || !kiln_kernels::repack::interleave_pays(t.ty, rows, cols) {
+            let best = kiln_kernels::repack::best_layout(t.ty, rows, cols);
+            if *layout != Layout::RowMajor || best == Layout::RowMajor {
                 continue;
             }
             let start = self.data_offset.checked_add(t.offset).and_then(|s| usize::try_from(s).ok());
             let end = start.and_then(|s| s.checked_add(usize::try_from(t.n_bytes).ok()?));
             let Some(bytes) = start.zip(end).and_then(|(s, e)| m.get_mut(s..e)) else { continue };
-            if kiln_kernels::repack::interleave_in_place(t.ty, bytes, rows, cols) {
-                *layout = Layout::Interleaved8;
+            if kiln_kernels::repack::repack_in_place(t.ty, bytes, rows, cols, best) {
+                *layout = best;
                 moved += t.n_bytes;
             }
         }

@@ -64,6 +64,16 @@ pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     })
 }
 
+/// The K-quant kernels over super-blocks held as `repack::Layout::Transposed`: the mat-vec,
+/// the prefill tile and its many-rows form (every product such a matrix takes).
+pub fn transposed_fns(ty: GgmlType) -> Option<(MatvecRowsFn, VecDotTileFn, TileRowsFn)> {
+    Some(match ty {
+        GgmlType::Q4_K => (q4kt::rows, q4kt::tile, q4kt::tile_rows),
+        GgmlType::Q6_K => (q6kt::rows, q6kt::tile, q6kt::tile_rows),
+        _ => return None,
+    })
+}
+
 /// Mat-vec kernels (decode): a whole chunk of rows inside one target-feature function.
 pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     Some(match ty {
@@ -195,8 +205,10 @@ unsafe fn lanes(p: &Prep, y: &BlockQ8K) -> (__m256i, __m256i) {
 /// same scale group in `G` consecutive vectors: those products are summed as i16 first (exact,
 /// see [`tile_lanes`]) and multiplied by their scales once, one `vpmaddwd` for `G` vectors
 /// instead of one each ([`Prep`]'s way). On AMD Zen 1 both run on one pipe at one ymm per two cycles,
-/// which bounded the tiles. The mat-vec keeps [`Prep`]: there one row waits on its own latency,
-/// and the transposes made it slower (`vec_dot/Q4_K` 7.57 → 6.95 GiB/s).
+/// which bounded the tiles. The row-major mat-vec keeps [`Prep`]: there one row waits on its
+/// own latency, and the transposes made it slower (`vec_dot/Q4_K` 7.57 → 6.95 GiB/s). Blocks
+/// held as `repack::Layout::Transposed` come laid out this way (all eight Q4_K vectors share
+/// one scale vector), so every product over them takes this form.
 struct TilePrep {
     q: [__m256i; 8],
     sc: [__m256i; 4],
@@ -308,10 +320,84 @@ unsafe fn xperm_q6k(y: &BlockQ8K) -> XPerm {
     interleave_qwords(std::array::from_fn(|j| load32(yp.add(32 * j))))
 }
 
+/// Q4_K held transposed (`repack::Layout::Transposed`): slot j of the unpacking (the low, j
+/// even, or high nibbles of qs[32(j/2)..]) holds dword j of each of the eight groups, group i in
+/// dword lane i, so all eight vectors share one scale vector (scale i twice in dword lane i)
+/// and nothing is shuffled per block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_prep_q4kt(b: &BlockQ4K) -> TilePrep {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let (v, s16, f) = q4k_parts(b);
+    let sc = shuf(s16, &Q4KT_SHUF);
+    TilePrep {
+        q: std::array::from_fn(|j| if j % 2 == 0 { _mm256_and_si256(v[j / 2], m4) } else { _mm256_and_si256(_mm256_srli_epi16(v[j / 2], 4), m4) }),
+        sc: [sc, sc, sc, sc],
+        f,
+    }
+}
+
+/// Scales 0..4 (two i16 lanes each) in the low 128-bit lane, 4..8 in the high one.
+static Q4KT_SHUF: [u8; 32] = pick16([0, 0, 1, 1, 2, 2, 3, 3], [4, 4, 5, 5, 6, 6, 7, 7]);
+
+/// The activation order of [`tile_prep_q4kt`]: vector j holds dword j of each 32-element group,
+/// group i in dword lane i (an 8×8 transpose of dwords).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn xperm_q4kt(y: &BlockQ8K) -> XPerm {
+    let p = y.qs.as_ptr();
+    // Groups i and i + 4 side by side, dwords 0..4 then 4..8: in-lane transposes finish it.
+    let pair = |i: usize, h: usize| {
+        let lo = _mm_loadu_si128(p.add(32 * i + 16 * h) as *const __m128i);
+        _mm256_inserti128_si256(_mm256_castsi128_si256(lo), _mm_loadu_si128(p.add(32 * (i + 4) + 16 * h) as *const __m128i), 1)
+    };
+    let lo = transpose_dwords(std::array::from_fn(|i| pair(i, 0)));
+    let hi = transpose_dwords(std::array::from_fn(|i| pair(i, 1)));
+    [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+}
+
+/// Q6_K held transposed: slot j of [`q6k_groups`] holds word j of each of the sixteen
+/// 16-element groups, group k in i16 lane k, against its scale in lane k of every vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_prep_q6kt(b: &BlockQ6K) -> TilePrep {
+    let (q, s8, _) = q6k_groups(b);
+    let sc = _mm256_cvtepi8_epi16(s8);
+    TilePrep { q, sc: [sc, sc, sc, sc], f: sc }
+}
+
+/// The activation order of [`tile_prep_q6kt`]: vector j holds word j of each 16-element group
+/// (groups 0..8 in the low 128-bit lane, 8..16 in the high one; an 8×8 transpose of words in
+/// each lane).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn xperm_q6kt(y: &BlockQ8K) -> XPerm {
+    let p = y.qs.as_ptr();
+    let g: [__m256i; 8] = std::array::from_fn(|k| {
+        let lo = _mm_loadu_si128(p.add(16 * k) as *const __m128i);
+        _mm256_inserti128_si256(_mm256_castsi128_si256(lo), _mm_loadu_si128(p.add(16 * (k + 8)) as *const __m128i), 1)
+    });
+    // Words, then dwords, then qwords of pairs: t[2m], t[2m+1] hold groups 2m, 2m+1 word by
+    // word (words 0..4, 4..8); u[4h + c] holds words 2c, 2c+1 of groups 4h..4h+4.
+    let t: [__m256i; 8] = std::array::from_fn(|k| {
+        let (x, y) = (g[k & !1], g[k | 1]);
+        if k % 2 == 0 { _mm256_unpacklo_epi16(x, y) } else { _mm256_unpackhi_epi16(x, y) }
+    });
+    let u: [__m256i; 8] = std::array::from_fn(|k| {
+        let (h, c) = (k / 4, k % 4);
+        let (x, y) = (t[4 * h + c / 2], t[4 * h + 2 + c / 2]);
+        if c % 2 == 0 { _mm256_unpacklo_epi32(x, y) } else { _mm256_unpackhi_epi32(x, y) }
+    });
+    std::array::from_fn(|j| {
+        let (x, y) = (u[j / 2], u[4 + j / 2]);
+        if j % 2 == 0 { _mm256_unpacklo_epi64(x, y) } else { _mm256_unpackhi_epi64(x, y) }
+    })
+}
+
 /// Lanes summing to Σ scale·(q·q8) and lanes summing to Σ factor·bsum, both exact. `G` vectors
 /// share one scale vector: their `vpmaddubsw` pairs (|pair| ≤ 2·15·128 for Q4_K, 2·63·128 for
-/// Q6_K) are summed as i16 first, which stays below 2^15 for G = 4 (Q4_K: 15,360) and G = 2
-/// (Q6_K: 32,256).
+/// Q6_K) are summed as i16 first, which stays below 2^15 for G ≤ 8 with Q4_K (30,720) and G = 2
+/// with Q6_K (32,256).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_lanes<const G: usize>(p: &TilePrep, x: &XPerm, y: &BlockQ8K) -> (__m256i, __m256i) {
@@ -336,6 +422,16 @@ unsafe fn hsum_pair(s: __m256i, m: __m256i) -> (i32, i32) {
     (_mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1))
 }
 
+/// [Σ lanes of s, Σ lanes of m, .., ..], exact, with unpacks and adds only (`vphaddd` is slow on
+/// AMD Zen 1).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_sm(s: __m256i, m: __m256i) -> __m128i {
+    let t = _mm256_add_epi32(_mm256_unpacklo_epi32(s, m), _mm256_unpackhi_epi32(s, m));
+    let u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    _mm_add_epi32(u, _mm_unpackhi_epi64(u, u))
+}
+
 thread_local! {
     /// A worker's reordered activation blocks ([`XPerm`]) for the call at hand; only grows.
     static XPERMS: std::cell::RefCell<Vec<XPerm>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -346,49 +442,11 @@ thread_local! {
 /// scale vector, `$scales` gives the block's float factors,
 /// `$step` is the scalar super-block step and `$step8` the same operations on eight lanes.
 macro_rules! k_quant_kernels {
-    ($m:ident, $block:ty, $prep:ident, $tile_prep:ident, $xperm:ident, $g:literal, |$b:ident| $scales:expr, $step:expr, $step8:expr) => {
+    ($m:ident, $block:ty, matvec: $mv:ident($($mvarg:tt)*), $tile_prep:ident, $xperm:ident, $g:literal, |$b:ident| $scales:expr, $step:expr, $step8:expr) => {
         mod $m {
             use super::*;
 
-            /// One row against one token, block after block.
-            #[inline]
-            #[target_feature(enable = "avx2,fma,f16c")]
-            pub(super) unsafe fn row_dot(x: &[$block], y: &[BlockQ8K]) -> f32 {
-                let mut acc = 0f32;
-                for ($b, yb) in x.iter().zip(y) {
-                    let (s, m) = lanes(&$prep($b), yb);
-                    let (s, m) = hsum_pair(s, m);
-                    let (d, dm): (f32, f32) = $scales;
-                    acc = $step(acc, s, m, d, dm, yb.d);
-                }
-                acc
-            }
-
-            pub(super) fn single(x: &[u8], y: &[u8]) -> f32 {
-                match (cast_or_none::<$block>(x), cast_or_none::<BlockQ8K>(y)) {
-                    // SAFETY: handed out only when AVX2/FMA/F16C were detected.
-                    (Some(a), Some(b)) if a.len() == b.len() => unsafe { row_dot(a, b) },
-                    _ => f32::NAN,
-                }
-            }
-
-            /// Checks the shapes once, then the one-token kernel row after row (prefetching).
-            pub(super) fn rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
-                let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
-                let align = std::mem::align_of::<$block>();
-                let ok = rb == yb.len() * std::mem::size_of::<$block>() && w.len() >= out.len() * rb;
-                if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
-                    return out.fill(f32::NAN);
-                }
-                // SAFETY: handed out only when AVX2/FMA/F16C were detected; shapes checked above.
-                unsafe { rows_avx2(w, rb, yb, out) }
-            }
-
-            #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn rows_avx2(w: &[u8], rb: usize, y: &[BlockQ8K], out: &mut [f32]) {
-                // SAFETY (closure): runs inside this function, with its features; rows cast.
-                crate::matmul::for_each_row(w, rb, out, |row| unsafe { row_dot(bytemuck::cast_slice(row), y) })
-            }
+            k_quant_kernels!(@$mv $($mvarg)*);
 
             /// `f` with the tokens' blocks reordered, token t's block i at `xp[i·ys.len() + t]`.
             #[target_feature(enable = "avx2,fma,f16c")]
@@ -521,17 +579,142 @@ macro_rules! k_quant_kernels {
             }
         }
     };
+    // The mat-vec of row-major blocks: each block unpacked by `$prep` against the activations
+    // in element order (one row waits on its own latency, and the tiles' transposes made it
+    // slower, see [`TilePrep`]).
+    (@prep $block:ty, $prep:ident, |$b:ident| $scales:expr, $step:expr) => {
+            /// One row against one token, block after block.
+
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(super) unsafe fn row_dot(x: &[$block], y: &[BlockQ8K]) -> f32 {
+                let mut acc = 0f32;
+                for ($b, yb) in x.iter().zip(y) {
+                    let (s, m) = lanes(&$prep($b), yb);
+                    let (s, m) = hsum_pair(s, m);
+                    let (d, dm): (f32, f32) = $scales;
+                    acc = $step(acc, s, m, d, dm, yb.d);
+                }
+                acc
+            }
+
+            pub(super) fn single(x: &[u8], y: &[u8]) -> f32 {
+                match (cast_or_none::<$block>(x), cast_or_none::<BlockQ8K>(y)) {
+                    // SAFETY: handed out only when AVX2/FMA/F16C were detected.
+                    (Some(a), Some(b)) if a.len() == b.len() => unsafe { row_dot(a, b) },
+                    _ => f32::NAN,
+                }
+            }
+
+            /// Checks the shapes once, then the one-token kernel row after row (prefetching).
+            pub(super) fn rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
+                let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
+                let align = std::mem::align_of::<$block>();
+                let ok = rb == yb.len() * std::mem::size_of::<$block>() && w.len() >= out.len() * rb;
+                if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
+                    return out.fill(f32::NAN);
+                }
+                // SAFETY: handed out only when AVX2/FMA/F16C were detected; shapes checked above.
+                unsafe { rows_avx2(w, rb, yb, out) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn rows_avx2(w: &[u8], rb: usize, y: &[BlockQ8K], out: &mut [f32]) {
+                // SAFETY (closure): runs inside this function, with its features; rows cast.
+                crate::matmul::for_each_row(w, rb, out, |row| unsafe { row_dot(bytemuck::cast_slice(row), y) })
+            }
+    };
+    // The mat-vec of transposed blocks: the one-token tile, the activation reordered once a call.
+    (@tiles $block:ty, $tile_prep:ident, $g:literal, $stepv:expr) => {
+            /// Checks the shapes once, then the one-token tile row after row (prefetching).
+            pub(super) fn rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
+                let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
+                let align = std::mem::align_of::<$block>();
+                let ok = rb == yb.len() * std::mem::size_of::<$block>() && w.len() >= out.len() * rb;
+                if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
+                    return out.fill(f32::NAN);
+                }
+                // SAFETY: handed out only when AVX2/FMA/F16C were detected; shapes checked above.
+                unsafe { with_xperm(&[yb], yb.len(), |xp| rows_avx2(w, rb, yb, xp, out)) }
+            }
+
+            /// One row after another. Two or eight rows side by side (sums reduced together,
+            /// stepped as vector lanes) were slower: `kiln bench` 1.1B tg 20.8 → 13.6 / 15.4
+            /// tok/s, and no faster in L1.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn rows_avx2(w: &[u8], rb: usize, y: &[BlockQ8K], xp: &[XPerm], out: &mut [f32]) {
+                // SAFETY (closure): runs inside this function, with its features; rows cast.
+                crate::matmul::for_each_row(w, rb, out, |row| unsafe { row_dot(bytemuck::cast_slice(row), y, xp) })
+            }
+
+            /// One row against one token: [`tile_n`]'s sums and step, kept in vector registers
+            /// ([`hsum_sm`] then `$stepv`, the same IEEE operations as the scalar step): the
+            /// `vphaddd` reduction and the round trip through general registers cost a third of
+            /// the row's time on AMD Zen 1 (`cargo bench --bench kernels -- vec_dot`).
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn row_dot(x: &[$block], y: &[BlockQ8K], xp: &[XPerm]) -> f32 {
+                let mut acc = _mm_setzero_ps();
+                for (i, b) in x.iter().enumerate() {
+                    let yb = y.get_unchecked(i);
+                    let (s, m) = tile_lanes::<$g>(&$tile_prep(b), xp.get_unchecked(i), yb);
+                    acc = $stepv(acc, hsum_sm(s, m), b, yb.d);
+                }
+                _mm_cvtss_f32(acc)
+            }
+    };
 }
 
-k_quant_kernels!(q4k, BlockQ4K, prep_q4k, tile_prep_q4k, xperm_q4k, 4, |b| (fp16(b.d), -fp16(b.dmin)),
-    |acc, s, m, d, dm, d8| k_quant_step(acc, s, d, m, dm, d8),
-    |acc, s, m, d, dm, d8| {
-        let acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), d), d8, acc);
-        _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(m), dm), d8, acc)
-    });
-k_quant_kernels!(q6k, BlockQ6K, prep_q6k, tile_prep_q6k, xperm_q6k, 2, |b| (fp16(b.d), 0.0),
-    |acc, s, o, d, _dm, d8| q6_k_step(acc, s, o, d, d8),
-    |acc, s, o, d, _dm, d8| {
-        let c = _mm256_sub_epi32(s, _mm256_slli_epi32(o, 5));
-        _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(c), d), d8, acc)
-    });
+/// The K-quant steps of Q4_K ([`k_quant_step`]): for one token, for eight token lanes, and in
+/// vector registers for the transposed mat-vec (`v` = [s, m, ..]: (s·d)·d8 then (m·−dmin)·d8 as
+/// an FMA each, −(m·dmin)·d8 through `vfnmadd` being the same number).
+macro_rules! q4k_kernels {
+    ($m:ident, matvec: prep, $tile_prep:ident, $xperm:ident, $g:literal) => {
+        q4k_kernels!(@ $m, prep(BlockQ4K, prep_q4k, |b| (fp16(b.d), -fp16(b.dmin)), |acc, s, m, d, dm, d8| k_quant_step(acc, s, d, m, dm, d8)), $tile_prep, $xperm, $g);
+    };
+    ($m:ident, matvec: tiles, $tile_prep:ident, $xperm:ident, $g:literal) => {
+        q4k_kernels!(@ $m, tiles(BlockQ4K, $tile_prep, $g, |acc: __m128, v: __m128i, b: &BlockQ4K, d8: f32| {
+            let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([b.d.0[0], b.d.0[1], b.dmin.0[0], b.dmin.0[1]])));
+            let p = _mm_mul_ps(_mm_cvtepi32_ps(v), dd);
+            let d8 = _mm_set_ss(d8);
+            _mm_fnmadd_ss(_mm_movehdup_ps(p), d8, _mm_fmadd_ss(p, d8, acc))
+        }), $tile_prep, $xperm, $g);
+    };
+    (@ $m:ident, $mv:ident($($mvarg:tt)*), $tile_prep:ident, $xperm:ident, $g:literal) => {
+        k_quant_kernels!($m, BlockQ4K, matvec: $mv($($mvarg)*), $tile_prep, $xperm, $g, |b| (fp16(b.d), -fp16(b.dmin)),
+            |acc, s, m, d, dm, d8| k_quant_step(acc, s, d, m, dm, d8),
+            |acc, s, m, d, dm, d8| {
+                let acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), d), d8, acc);
+                _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(m), dm), d8, acc)
+            });
+    };
+}
+
+/// The same for Q6_K ([`q6_k_step`]; `v` = [s, o, ..]: ((s − 32·o)·d)·d8).
+macro_rules! q6k_kernels {
+    ($m:ident, matvec: prep, $tile_prep:ident, $xperm:ident, $g:literal) => {
+        q6k_kernels!(@ $m, prep(BlockQ6K, prep_q6k, |b| (fp16(b.d), 0.0), |acc, s, o, d, _dm, d8| q6_k_step(acc, s, o, d, d8)), $tile_prep, $xperm, $g);
+    };
+    ($m:ident, matvec: tiles, $tile_prep:ident, $xperm:ident, $g:literal) => {
+        q6k_kernels!(@ $m, tiles(BlockQ6K, $tile_prep, $g, |acc: __m128, v: __m128i, b: &BlockQ6K, d8: f32| {
+            let c = _mm_cvtepi32_ps(_mm_sub_epi32(v, _mm_slli_epi32(_mm_srli_si128(v, 4), 5)));
+            let d = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(b.d.0))));
+            _mm_fmadd_ss(_mm_mul_ss(c, d), _mm_set_ss(d8), acc)
+        }), $tile_prep, $xperm, $g);
+    };
+    (@ $m:ident, $mv:ident($($mvarg:tt)*), $tile_prep:ident, $xperm:ident, $g:literal) => {
+        k_quant_kernels!($m, BlockQ6K, matvec: $mv($($mvarg)*), $tile_prep, $xperm, $g, |b| (fp16(b.d), 0.0),
+            |acc, s, o, d, _dm, d8| q6_k_step(acc, s, o, d, d8),
+            |acc, s, o, d, _dm, d8| {
+                let c = _mm256_sub_epi32(s, _mm256_slli_epi32(o, 5));
+                _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(c), d), d8, acc)
+            });
+    };
+}
+
+q4k_kernels!(q4k, matvec: prep, tile_prep_q4k, xperm_q4k, 4);
+q6k_kernels!(q6k, matvec: prep, tile_prep_q6k, xperm_q6k, 2);
+// Transposed blocks (`repack::Layout::Transposed`): no shuffles per block, and Q4_K's eight
+// vectors share one scale vector.
+q4k_kernels!(q4kt, matvec: tiles, tile_prep_q4kt, xperm_q4kt, 8);
+q6k_kernels!(q6kt, matvec: tiles, tile_prep_q6kt, xperm_q6kt, 2);

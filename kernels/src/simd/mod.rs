@@ -211,11 +211,33 @@ pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     matvec_rows_fn_for(ty, isa())
 }
 
+/// Whether `KILN_INTERLEAVE=0` turned the repacked layouts off.
+fn repack_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("KILN_INTERLEAVE").is_ok_and(|v| v == "0"))
+}
+
+/// The kernels for `ty` over super-blocks held as [`crate::repack::Layout::Transposed`] on this
+/// CPU, if any: (mat-vec, tile, many-rows tile), every product such a matrix takes. AVX2 only:
+/// the AVX-512 paths keep their own row-major kernels (`KILN_INTERLEAVE=0`: None everywhere).
+pub fn transposed_fns(ty: GgmlType) -> Option<(MatvecRowsFn, VecDotTileFn, TileRowsFn)> {
+    if repack_off() {
+        return None;
+    }
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::transposed_fns(ty),
+        _ => {
+            let _ = ty;
+            None
+        }
+    }
+}
+
 /// The mat-vec kernel for `ty` over rows held as [`crate::repack::Layout::Interleaved8`] on
 /// this CPU, if any (`KILN_INTERLEAVE=0` turns the layout off: None everywhere).
 pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var("KILN_INTERLEAVE").is_ok_and(|v| v == "0")) {
+    if repack_off() {
         return None;
     }
     match isa() {

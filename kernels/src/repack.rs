@@ -86,7 +86,8 @@ pub fn repack_in_place(ty: GgmlType, data: &mut [u8], rows: usize, cols: usize, 
 /// nibbles of qs[32(j/2) + l]; Q6_K: j = 4n + g, low bits in ql[64n + 32(g & 1) + l], high bits
 /// 2g, 2g+1 of qh[32n + l], as in ggml). Row-major, slot (j, l) holds element 32j + l. Transposed,
 /// it holds Q4_K's element 32(l/4) + 4j + l%4 (dword lane i of every vector is group i) and
-/// Q6_K's 16(l/2) + 2j + l%2 (i16 lane k of every vector is group k). Scales and d stay.
+/// Q6_K's 16(l/2) + 2j + l%2 (i16 lane k of every vector is group k), and Q6_K's quants are
+/// stored three bytes to four (see [`unpack_slots`]). Scales and d stay.
 pub const fn transposed_slot(ty: GgmlType, j: usize, l: usize) -> usize {
     match ty {
         GgmlType::Q6_K => 16 * (l / 2) + 2 * j + l % 2,
@@ -102,9 +103,23 @@ fn words<const N: usize>(b: &[u8]) -> [u32; N] {
 const LO: u32 = 0x0F0F_0F0F;
 
 /// One super-block's quants in slot order, four to a little-endian word (slot (j, l) is byte
-/// l % 4 of word 8j + l/4).
-fn unpack_slots(ty: GgmlType, b: &[u8]) -> [u32; 64] {
-    if ty == GgmlType::Q6_K {
+/// l % 4 of word 8j + l/4). Q6_K's quant bytes are read as ggml's ql/qh, or (`packed3`) as
+/// [`Layout::Transposed`] keeps them: each run of 96 bytes h = 0, 1 holds slots 4h..4h+3, three
+/// 32-byte vectors k with slot 4h + k in their low 6 bits and bits 2k, 2k+1 of slot 4h + 3 in
+/// their top two (one mask each unpacks three of every four vectors).
+fn unpack_slots(ty: GgmlType, b: &[u8], packed3: bool) -> [u32; 64] {
+    if ty == GgmlType::Q6_K && packed3 {
+        let q = words::<48>(&b[..192]);
+        std::array::from_fn(|w| {
+            let (j, m) = (w / 8, w % 8);
+            let (h, k) = (j / 4, j % 4);
+            let at = |k: usize| q[24 * h + 8 * k + m];
+            match k {
+                3 => (at(0) >> 6 & 0x0303_0303) | (at(1) >> 4 & 0x0C0C_0C0C) | (at(2) >> 2 & 0x3030_3030),
+                _ => at(k) & 0x3F3F_3F3F,
+            }
+        })
+    } else if ty == GgmlType::Q6_K {
         let (ql, qh) = (words::<32>(&b[..128]), words::<16>(&b[128..192]));
         std::array::from_fn(|w| {
             let (j, m) = (w / 8, w % 8);
@@ -121,9 +136,18 @@ fn unpack_slots(ty: GgmlType, b: &[u8]) -> [u32; 64] {
 }
 
 /// The inverse of [`unpack_slots`].
-fn pack_slots(ty: GgmlType, q: &[u32; 64], b: &mut [u8]) {
+fn pack_slots(ty: GgmlType, q: &[u32; 64], b: &mut [u8], packed3: bool) {
     let mut set = |at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    if ty == GgmlType::Q6_K {
+    if ty == GgmlType::Q6_K && packed3 {
+        for h in 0..2 {
+            for m in 0..8 {
+                let top = q[8 * (4 * h + 3) + m];
+                for k in 0..3 {
+                    set(96 * h + 32 * k + 4 * m, q[8 * (4 * h + k) + m] | (top >> (2 * k) & 0x0303_0303) << 6);
+                }
+            }
+        }
+    } else if ty == GgmlType::Q6_K {
         for n in 0..2 {
             for m in 0..8 {
                 let g: [u32; 4] = std::array::from_fn(|g| q[8 * (4 * n + g) + m]);
@@ -144,9 +168,9 @@ fn pack_slots(ty: GgmlType, q: &[u32; 64], b: &mut [u8]) {
 /// One super-block between layouts: to transposed (`forward`) or back to row-major. Slot
 /// (j, l) holds [`transposed_slot`]'s element: Q4_K's slots are an 8×8 transpose of the
 /// row-major slots' dwords (its own inverse), Q6_K's a 16×8 transpose of their 16-bit words
-/// (group k's word w, at 8k + w row-major, goes to 16w + k).
+/// (group k's word w, at 8k + w row-major, goes to 16w + k), stored three bytes to four quants.
 fn transpose_block(ty: GgmlType, b: &mut [u8], forward: bool) {
-    let old = unpack_slots(ty, b);
+    let old = unpack_slots(ty, b, !forward);
     let new: [u32; 64] = if ty == GgmlType::Q6_K {
         let half = |w: usize| (old[w / 2] >> (16 * (w % 2))) & 0xFFFF;
         // Word t of the result comes from word src(t).
@@ -155,7 +179,7 @@ fn transpose_block(ty: GgmlType, b: &mut [u8], forward: bool) {
     } else {
         std::array::from_fn(|i| old[8 * (i % 8) + i / 8])
     };
-    pack_slots(ty, &new, b);
+    pack_slots(ty, &new, b, forward);
 }
 
 /// [`transpose_block`] over whole super-blocks, on up to 8 threads (a model's worth at load).
@@ -373,7 +397,7 @@ mod tests {
             let bb = rb / 2;
             for (t, o) in data.chunks_exact(bb).zip(orig.chunks_exact(bb)) {
                 let slot = |q: &[u32; 64], s: usize| (q[s / 4] >> (8 * (s % 4))) as u8;
-                let (qt, qo) = (unpack_slots(ty, t), unpack_slots(ty, o));
+                let (qt, qo) = (unpack_slots(ty, t, true), unpack_slots(ty, o, false));
                 for j in 0..8 {
                     for l in 0..32 {
                         assert_eq!(slot(&qt, 32 * j + l), slot(&qo, transposed_slot(ty, j, l)), "{ty} slot ({j}, {l})");

@@ -356,13 +356,28 @@ unsafe fn xperm_q4kt(y: &BlockQ8K) -> XPerm {
     [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
 }
 
-/// Q6_K held transposed: slot j of [`q6k_groups`] holds word j of each of the sixteen
-/// 16-element groups, group k in i16 lane k, against its scale in lane k of every vector.
+/// Q6_K held transposed: vector j holds word j of each of the sixteen 16-element groups, group
+/// k in i16 lane k, against its scale in lane k of every vector. Each 96 bytes of quants hold
+/// four vectors, three in the low 6 bits of their own 32 bytes (one mask each) and the fourth
+/// in those bytes' top two bits (`repack` stores them so): 22 unpacking operations a block
+/// instead of [`q6k_groups`]' 34.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_prep_q6kt(b: &BlockQ6K) -> TilePrep {
-    let (q, s8, _) = q6k_groups(b);
-    let sc = _mm256_cvtepi8_epi16(s8);
+    let p = b.ql.as_ptr();
+    let m = |v: u8| _mm256_set1_epi8(v as i8);
+    let mut q = [_mm256_setzero_si256(); 8];
+    for h in 0..2 {
+        let v: [__m256i; 3] = std::array::from_fn(|k| _mm256_loadu_si256(p.add(96 * h + 32 * k) as *const __m256i));
+        for k in 0..3 {
+            q[4 * h + k] = _mm256_and_si256(v[k], m(0x3F));
+        }
+        let t0 = _mm256_and_si256(_mm256_srli_epi16(v[0], 6), m(0x03));
+        let t1 = _mm256_and_si256(_mm256_srli_epi16(v[1], 4), m(0x0C));
+        let t2 = _mm256_and_si256(_mm256_srli_epi16(v[2], 2), m(0x30));
+        q[4 * h + 3] = _mm256_or_si256(_mm256_or_si256(t0, t1), t2);
+    }
+    let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
     TilePrep { q, sc: [sc, sc, sc, sc], f: sc }
 }
 

@@ -328,17 +328,20 @@ unsafe fn xperm_q6k(y: &BlockQ8K) -> XPerm {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_prep_q4kt(b: &BlockQ4K) -> TilePrep {
     let m4 = _mm256_set1_epi8(0x0F);
-    let (v, s16, f) = q4k_parts(b);
-    let sc = shuf(s16, &Q4KT_SHUF);
+    let u = unpack_k4_scales(&b.scales);
+    let pairs = |lo: u32, hi: u32| {
+        let x = _mm_cvtsi64_si128((u64::from(hi) << 32 | u64::from(lo)) as i64);
+        _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x, x))
+    };
+    let (sc, f) = (pairs(u[0], u[1]), pairs(u[2], u[3]));
+    let qp = b.qs.as_ptr();
+    let v: [__m256i; 4] = std::array::from_fn(|c| _mm256_loadu_si256(qp.add(32 * c) as *const __m256i));
     TilePrep {
         q: std::array::from_fn(|j| if j % 2 == 0 { _mm256_and_si256(v[j / 2], m4) } else { _mm256_and_si256(_mm256_srli_epi16(v[j / 2], 4), m4) }),
         sc: [sc, sc, sc, sc],
         f,
     }
 }
-
-/// Scales 0..4 (two i16 lanes each) in the low 128-bit lane, 4..8 in the high one.
-static Q4KT_SHUF: [u8; 32] = pick16([0, 0, 1, 1, 2, 2, 3, 3], [4, 4, 5, 5, 6, 6, 7, 7]);
 
 /// The activation order of [`tile_prep_q4kt`]: vector j holds dword j of each 32-element group,
 /// group i in dword lane i (an 8×8 transpose of dwords).

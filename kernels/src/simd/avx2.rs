@@ -466,6 +466,18 @@ macro_rules! k_quant_kernels {
 
             k_quant_kernels!(@$mv $($mvarg)*);
 
+            /// Checks the shapes once, then the one-token kernel row after row (prefetching).
+            pub(super) fn rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
+                let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
+                let align = std::mem::align_of::<$block>();
+                let ok = rb == yb.len() * std::mem::size_of::<$block>() && w.len() >= out.len() * rb;
+                if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
+                    return out.fill(f32::NAN);
+                }
+                // SAFETY: handed out only when AVX2/FMA/F16C were detected; shapes checked above.
+                unsafe { rows_avx2(w, rb, yb, out) }
+            }
+
             /// `f` with the tokens' blocks reordered, token t's block i at `xp[i·ys.len() + t]`.
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn with_xperm<R>(ys: &[&[BlockQ8K]], nb: usize, f: impl FnOnce(&[XPerm]) -> R) -> R {
@@ -624,18 +636,6 @@ macro_rules! k_quant_kernels {
                 }
             }
 
-            /// Checks the shapes once, then the one-token kernel row after row (prefetching).
-            pub(super) fn rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
-                let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
-                let align = std::mem::align_of::<$block>();
-                let ok = rb == yb.len() * std::mem::size_of::<$block>() && w.len() >= out.len() * rb;
-                if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
-                    return out.fill(f32::NAN);
-                }
-                // SAFETY: handed out only when AVX2/FMA/F16C were detected; shapes checked above.
-                unsafe { rows_avx2(w, rb, yb, out) }
-            }
-
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn rows_avx2(w: &[u8], rb: usize, y: &[BlockQ8K], out: &mut [f32]) {
                 // SAFETY (closure): runs inside this function, with its features; rows cast.
@@ -644,25 +644,15 @@ macro_rules! k_quant_kernels {
     };
     // The mat-vec of transposed blocks: the one-token tile, the activation reordered once a call.
     (@tiles $block:ty, $tile_prep:ident, $g:literal, $stepv:expr) => {
-            /// Checks the shapes once, then the one-token tile row after row (prefetching).
-            pub(super) fn rows(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]) {
-                let Some(yb) = cast_or_none::<BlockQ8K>(y) else { return out.fill(f32::NAN) };
-                let align = std::mem::align_of::<$block>();
-                let ok = rb == yb.len() * std::mem::size_of::<$block>() && w.len() >= out.len() * rb;
-                if !ok || !(w.as_ptr() as usize).is_multiple_of(align) || !rb.is_multiple_of(align) {
-                    return out.fill(f32::NAN);
-                }
-                // SAFETY: handed out only when AVX2/FMA/F16C were detected; shapes checked above.
-                unsafe { with_xperm(&[yb], yb.len(), |xp| rows_avx2(w, rb, yb, xp, out)) }
-            }
-
-            /// One row after another. Two or eight rows side by side (sums reduced together,
-            /// stepped as vector lanes) were slower: `kiln bench` 1.1B tg 20.8 → 13.6 / 15.4
-            /// tok/s, and no faster in L1.
+            /// One row after another, the activation reordered once. Two or eight rows side by
+            /// side (sums reduced together, stepped as vector lanes) were slower: `kiln bench`
+            /// 1.1B tg 20.8 → 13.6 / 15.4 tok/s, and no faster in L1.
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn rows_avx2(w: &[u8], rb: usize, y: &[BlockQ8K], xp: &[XPerm], out: &mut [f32]) {
-                // SAFETY (closure): runs inside this function, with its features; rows cast.
-                crate::matmul::for_each_row(w, rb, out, |row| unsafe { row_dot(bytemuck::cast_slice(row), y, xp) })
+            unsafe fn rows_avx2(w: &[u8], rb: usize, y: &[BlockQ8K], out: &mut [f32]) {
+                with_xperm(&[y], y.len(), |xp| {
+                    // SAFETY (closure): runs inside this function, with its features; rows cast.
+                    crate::matmul::for_each_row(w, rb, out, |row| unsafe { row_dot(bytemuck::cast_slice(row), y, xp) })
+                })
             }
 
             /// One row against one token: [`tile_n`]'s sums and step, kept in vector registers

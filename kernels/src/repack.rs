@@ -198,11 +198,7 @@ fn transpose_blocks(ty: GgmlType, data: &mut [u8], bb: usize, forward: bool) {
 
 /// Super-block bytes of the types that take [`Layout::Transposed`].
 fn transposed_block_bytes(ty: GgmlType) -> Option<usize> {
-    match ty {
-        GgmlType::Q4_K => Some(144),
-        GgmlType::Q6_K => Some(210),
-        _ => None,
-    }
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K).then(|| ty.type_size())
 }
 
 /// A row-major Q4_K / Q6_K matrix into [`Layout::Transposed`], in place; false, with `data`

@@ -434,9 +434,7 @@ unsafe fn tile_lanes<const G: usize>(p: &TilePrep, x: &XPerm, y: &BlockQ8K) -> (
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn hsum_pair(s: __m256i, m: __m256i) -> (i32, i32) {
-    let h = _mm256_hadd_epi32(s, m);
-    let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    let h = _mm_hadd_epi32(h, h);
+    let h = hsum_sm(s, m);
     (_mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1))
 }
 

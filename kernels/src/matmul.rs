@@ -85,7 +85,6 @@ impl QuantizedActs {
     }
 
     /// Rows 0..n_tokens as one slice (row `t` at `t·row_bytes`).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn all_rows(&self) -> &[u8] {
         &bytemuck::cast_slice::<u64, u8>(&self.buf)[..self.n_tokens * self.row_bytes]
     }
@@ -222,6 +221,8 @@ struct Plan<'a> {
     /// Full 8-token tiles over a whole chunk of rows (prefill).
     tile_rows: Option<simd::TileRowsFn>,
     rows: Option<simd::MatvecRowsFn>,
+    /// Prefill straight from interleaved groups (rows as vector lanes).
+    gemm: Option<simd::GemmX8Fn>,
     /// Whether the kernels above read the weights as they are held (else a row-major copy of
     /// each chunk is made first).
     native: bool,
@@ -279,6 +280,9 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
         // Interleaved weights are cut at group boundaries.
         let interleaved = w.layout == Layout::Interleaved8;
+        let gemm = simd::gemm_x8_fn(w.ty).filter(|_| interleaved && n_tokens > 1);
+        // The prefill kernel takes two groups at a time.
+        let chunk = if gemm.is_some() { chunk.next_multiple_of(2 * repack::GROUP) } else { chunk };
         let chunk = if interleaved { chunk.next_multiple_of(repack::GROUP) } else { chunk };
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
         // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`). Transposed blocks
@@ -287,7 +291,13 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         let (rows, tile, tile_rows) = match transposed {
             Some((rows, tile, tile_rows)) => (Some(rows), Some(tile), Some(tile_rows)),
             None => {
-                let rows = if interleaved { simd::matvec_rows_x8_fn(w.ty) } else { simd::matvec_rows_fn(w.ty) };
+                // A layout this CPU has no kernels for (transposed blocks off AVX2) goes through
+                // the row-major copy below, as prefill does.
+                let rows = match w.layout {
+                    Layout::Interleaved8 => simd::matvec_rows_x8_fn(w.ty),
+                    Layout::RowMajor => simd::matvec_rows_fn(w.ty),
+                    Layout::Transposed => None,
+                };
                 (rows, simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant()), simd::tile_rows_fn(w.ty))
             }
         };
@@ -298,6 +308,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             tile,
             tile_rows: tile_rows.filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS),
             rows: rows.filter(|_| n_tokens == 1),
+            gemm,
             native: w.layout == Layout::RowMajor || transposed.is_some(),
             #[cfg(target_arch = "x86_64")]
             amx,
@@ -432,8 +443,21 @@ thread_local! {
 }
 
 /// Rows r0..r1 of one job, for every token.
-fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, r0: usize, r1: usize) {
+fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, mut r0: usize, r1: usize) {
     let rb = p.rb;
+    if let Some(f) = p.gemm {
+        // Whole groups straight from the interleaved layout; the row-major tail below.
+        let full = (p.w.rows / repack::GROUP * repack::GROUP).min(r1);
+        if full > r0 {
+            // SAFETY: rows r0..full of every token belong to this chunk alone, and y holds
+            // n_tokens rows of p.w.rows (checked in matmul_q_many_with).
+            unsafe { f(&p.w.data[r0 * rb..full * rb], rb, full - r0, qx.all_rows(), qx.row_bytes, n_tokens, p.y.get().add(r0), p.w.rows) };
+            r0 = full;
+        }
+        if r0 == r1 {
+            return;
+        }
+    }
     if n_tokens == 1 {
         if let Some(f) = p.rows {
             // SAFETY: rows r0..r1 belong to one chunk, claimed by this thread only.

@@ -15,6 +15,8 @@ pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 #[cfg(target_arch = "x86_64")]
+mod gemm_x8;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -36,6 +38,17 @@ pub type MatvecRowsFn = fn(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]);
 /// 8 tokens `ys` and `r < out.len() / 8`, the activations checked once for every row. The same
 /// bits as [`VecDotTileFn`] row by row.
 pub type TileRowsFn = fn(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32]);
+
+/// Prefill over whole groups of rows held as [`crate::repack::Layout::Interleaved8`]:
+/// `y[t·y_stride + r] = row r · activation row t` for r < `rows` (a multiple of 8) and
+/// t < `n_tokens`. `w` holds the groups (`rb` bytes a row), `acts` the activation rows
+/// (`act_rb` bytes each, the weight type's `vec_dot_type`). The same bits as the other paths;
+/// mismatched shapes give NaN outputs.
+///
+/// # Safety
+/// `y` must be valid for writes at every `t·y_stride + r` above, and no other thread may touch
+/// those elements during the call.
+pub type GemmX8Fn = unsafe fn(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -246,6 +259,22 @@ pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::matvec_rows_x8_fn(ty),
         _ => None,
+    }
+}
+
+/// The prefill kernel for `ty` over rows held as [`crate::repack::Layout::Interleaved8`] on this
+/// CPU, if any (AVX-512 VNNI; `KILN_INTERLEAVE=0` turns the layout off: None everywhere).
+pub fn gemm_x8_fn(ty: GgmlType) -> Option<GemmX8Fn> {
+    if repack_off() {
+        return None;
+    }
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => gemm_x8::gemm_x8_fn(ty),
+        _ => {
+            let _ = ty;
+            None
+        }
     }
 }
 

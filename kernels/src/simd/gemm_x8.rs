@@ -1,0 +1,275 @@
+//! Prefill products over row-interleaved legacy weights (Q4_0, Q4_1, Q5_0, Q8_0 held as
+//! [`crate::repack::Layout::Interleaved8`]) with AVX-512 VNNI, weight rows as vector lanes.
+//!
+//! The 8-token tiles (`x86::legacy_rows`) keep one (row, token) pair's block in a vector and
+//! reduce it horizontally: per row, block and token about seven instructions, most of them
+//! reductions and sign fixes. Here a 512-bit lane is a weight row instead. Two interleaved
+//! groups (16 rows) are unpacked once per call into a panel where vector j of a block holds
+//! elements 4j..4j+3 of every row (u8, made unsigned by the type's offset); a token's block is
+//! then eight `vpdpbusd` against its quants broadcast four at a time, with no reduction:
+//!
+//! ```text
+//! c[r]   = Σ_j dpbusd(panel[i][j][r], a[t][i][4j..4j+4]) − off·Σ a[t][i]   (exact integers)
+//! acc[r] = fma(c[r]·d_w[r], d_a[t][i], acc[r])                             (legacy_step)
+//! ```
+//!
+//! The exact block dot and the float step per lane are those of every other path
+//! ([`super::x86::legacy_step`]), so each output has the same bits as the mat-vec and tiles.
+//! The panel's unpacking and transposition are paid once per 16 rows and all the call's tokens.
+use super::x86::{bytes_from_bits_32, nibbles_j_j16};
+use super::GemmX8Fn;
+use crate::types::GgmlType;
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// The kernel for `ty`, if it has one (the caller checked AVX-512 VNNI).
+pub fn gemm_x8_fn(ty: GgmlType) -> Option<GemmX8Fn> {
+    // SAFETY (all): handed out only where AVX-512 BW/VL + VNNI were detected (`simd::isa`).
+    Some(match ty {
+        GgmlType::Q4_0 => |w, rb, r, a, arb, n, y, ys| unsafe { gemm::<Q4_0>(w, rb, r, a, arb, n, y, ys) },
+        GgmlType::Q4_1 => |w, rb, r, a, arb, n, y, ys| unsafe { gemm::<Q4_1>(w, rb, r, a, arb, n, y, ys) },
+        GgmlType::Q5_0 => |w, rb, r, a, arb, n, y, ys| unsafe { gemm::<Q5_0>(w, rb, r, a, arb, n, y, ys) },
+        GgmlType::Q8_0 => |w, rb, r, a, arb, n, y, ys| unsafe { gemm::<Q8_0>(w, rb, r, a, arb, n, y, ys) },
+        _ => return None,
+    })
+}
+
+/// One legacy weight type as the interleaved layout holds it.
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q8_0: u8 = 3;
+
+/// (block bytes, f16 head bytes per row, offset that makes the quants unsigned, has Q4_1's
+/// m·s term, activation block bytes, offset of the activation's quants in its block).
+const fn shape(t: u8) -> (usize, usize, i32, bool, usize, usize) {
+    match t {
+        Q4_0 => (18, 2, 8, false, 34, 2),
+        Q4_1 => (20, 4, 0, true, 36, 4),
+        Q5_0 => (22, 2, 16, false, 34, 2),
+        _ => (34, 2, 128, false, 34, 2),
+    }
+}
+
+/// The 32 quants of one block body (what follows the f16 fields) as unsigned bytes, q + offset.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn quants<const T: u8>(p: *const u8) -> __m256i {
+    match T {
+        Q4_0 | Q4_1 => nibbles_j_j16(p),
+        Q5_0 => {
+            let hi = _mm256_and_si256(bytes_from_bits_32(u32::from_le_bytes((p as *const [u8; 4]).read_unaligned())), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(nibbles_j_j16(p.add(4)), hi)
+        }
+        _ => _mm256_xor_si256(_mm256_loadu_si256(p as *const __m256i), _mm256_set1_epi8(-128)),
+    }
+}
+
+/// 64 bytes, the panel's unit (one zmm).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Z([u8; 64]);
+
+/// Per-worker scratch: the panel of 16 rows, and the activations' per-block f32 scales,
+/// Q8_1 sums and offset corrections. Only grows.
+#[derive(Default)]
+struct Scratch {
+    panel: Vec<Z>,
+    dx: Vec<f32>,
+    sx: Vec<f32>,
+    corr: Vec<i32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Panel units per block: 8 quant vectors, the 16 rows' d as f32 and (Q4_1) m as f32.
+const UNITS: usize = 10;
+
+/// Tokens a pass over the panel carries in registers.
+const TOKENS: usize = 8;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
+    let (b, _, _, _, ab, _) = shape(T);
+    let nb = rb / b;
+    let ok = rb == nb * b && act_rb == nb * ab && rows.is_multiple_of(8) && w.len() >= rows * rb && acts.len() >= n_tokens * act_rb;
+    if !ok {
+        for t in 0..n_tokens {
+            for r in 0..rows {
+                *y.add(t * y_stride + r) = f32::NAN;
+            }
+        }
+        return;
+    }
+    SCRATCH.with_borrow_mut(|s| {
+        s.prepare_acts::<T>(acts, act_rb, nb, n_tokens);
+        if s.panel.len() < nb * UNITS {
+            s.panel.resize(nb * UNITS, Z([0; 64]));
+        }
+        let Scratch { panel, dx, sx, corr } = s;
+        let (dx, sx, corr) = (&dx[..], &sx[..], &corr[..]);
+        for p in 0..rows.div_ceil(16) {
+            let r0 = 16 * p;
+            let both = r0 + 16 <= rows;
+            fill_panel::<T>(w, rb, r0, both, nb, panel);
+            let mut t0 = 0;
+            while t0 < n_tokens {
+                let nt = TOKENS.min(n_tokens - t0);
+                let args = Pass { panel, nb, acts, act_rb, t0, dx, sx, corr, y: y.add(r0), y_stride, both };
+                match nt {
+                    8 => pass::<T, 8>(&args),
+                    7 => pass::<T, 7>(&args),
+                    6 => pass::<T, 6>(&args),
+                    5 => pass::<T, 5>(&args),
+                    4 => pass::<T, 4>(&args),
+                    3 => pass::<T, 3>(&args),
+                    2 => pass::<T, 2>(&args),
+                    _ => pass::<T, 1>(&args),
+                }
+                t0 += nt;
+            }
+        }
+    });
+}
+
+impl Scratch {
+    /// Per token and block: d as f32, (Q4_1) s as f32, and offset·Σ quants.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn prepare_acts<const T: u8>(&mut self, acts: &[u8], act_rb: usize, nb: usize, n_tokens: usize) {
+        let (_, _, off, bias, ab, aq) = shape(T);
+        let n = nb * n_tokens;
+        for v in [&mut self.dx, &mut self.sx] {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        }
+        if self.corr.len() < n {
+            self.corr.resize(n, 0);
+        }
+        let half = |p: *const u8| _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16((p as *const i16).read_unaligned())));
+        for t in 0..n_tokens {
+            for i in 0..nb {
+                let blk = acts.as_ptr().add(t * act_rb + i * ab);
+                let k = t * nb + i;
+                *self.dx.get_unchecked_mut(k) = half(blk);
+                if bias {
+                    *self.sx.get_unchecked_mut(k) = half(blk.add(2));
+                }
+                if off != 0 {
+                    let q = _mm256_loadu_si256(blk.add(aq) as *const __m256i);
+                    let sum = super::x86::hsum_i32x8(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q));
+                    *self.corr.get_unchecked_mut(k) = off * sum;
+                }
+            }
+        }
+    }
+}
+
+/// Unpacks rows r0..r0+16 (r0..r0+8 and zeros when `!both`) into the panel: per block, unit j
+/// (j < 8) holds elements 4j..4j+4 of row r in dword lane r, unit 8 the rows' d, unit 9 their m.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn fill_panel<const T: u8>(w: &[u8], rb: usize, r0: usize, both: bool, nb: usize, panel: &mut [Z]) {
+    let (b, h, _, bias, _, _) = shape(T);
+    let group = |g: usize| w.as_ptr().add((r0 + 8 * g) * rb);
+    for i in 0..nb {
+        let half_panel = |g: usize| -> ([__m256i; 8], __m256, __m256) {
+            if g == 1 && !both {
+                return ([_mm256_setzero_si256(); 8], _mm256_setzero_ps(), _mm256_setzero_ps());
+            }
+            let gb = group(g).add(i * 8 * b);
+            let rows: [__m256i; 8] = std::array::from_fn(|k| quants::<T>(gb.add(8 * h + k * (b - h))));
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(gb as *const __m128i));
+            let m = if bias { _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16) as *const __m128i)) } else { _mm256_setzero_ps() };
+            (transpose8x8(rows), d, m)
+        };
+        let (lo, dlo, mlo) = half_panel(0);
+        let (hi, dhi, mhi) = half_panel(1);
+        let unit = panel.as_mut_ptr().add(i * UNITS);
+        for j in 0..8 {
+            _mm512_store_si512(unit.add(j) as *mut __m512i, _mm512_inserti64x4(_mm512_castsi256_si512(lo[j]), hi[j], 1));
+        }
+        _mm512_store_ps(unit.add(8) as *mut f32, _mm512_insertf32x8(_mm512_castps256_ps512(dlo), dhi, 1));
+        if bias {
+            _mm512_store_ps(unit.add(9) as *mut f32, _mm512_insertf32x8(_mm512_castps256_ps512(mlo), mhi, 1));
+        }
+    }
+}
+
+/// 8×8 transpose of dwords: out[j] lane k = rows[k] lane j.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn transpose8x8(r: [__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = std::array::from_fn(|k| {
+        let (a, b) = (r[2 * (k / 2)], r[2 * (k / 2) + 1]);
+        if k % 2 == 0 { _mm256_unpacklo_epi32(a, b) } else { _mm256_unpackhi_epi32(a, b) }
+    });
+    // t[2p] = rows 2p, 2p+1 dwords [0 1 | 4 5] interleaved; t[2p+1] = dwords [2 3 | 6 7].
+    let u: [__m256i; 8] = std::array::from_fn(|k| {
+        let (half, q) = (k / 4, k % 4);
+        let (a, b) = (t[4 * half + q / 2], t[4 * half + 2 + q / 2]);
+        if q % 2 == 0 { _mm256_unpacklo_epi64(a, b) } else { _mm256_unpackhi_epi64(a, b) }
+    });
+    // u[4h + q] = rows 4h..4h+4, dword q in the low 128 bits and dword q + 4 in the high.
+    std::array::from_fn(|j| {
+        let q = j % 4;
+        if j < 4 { _mm256_permute2x128_si256(u[q], u[4 + q], 0x20) } else { _mm256_permute2x128_si256(u[q], u[4 + q], 0x31) }
+    })
+}
+
+/// What one pass of up to [`TOKENS`] tokens over the panel reads and writes.
+struct Pass<'a> {
+    panel: &'a [Z],
+    nb: usize,
+    acts: &'a [u8],
+    act_rb: usize,
+    t0: usize,
+    dx: &'a [f32],
+    sx: &'a [f32],
+    corr: &'a [i32],
+    y: *mut f32,
+    y_stride: usize,
+    both: bool,
+}
+
+/// N tokens (t0..t0+N) against the panel's 16 rows, every block, accumulators in registers.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
+    let (_, _, off, bias, ab, aq) = shape(T);
+    let mut acc = [_mm512_setzero_ps(); N];
+    let act: [*const u8; N] = std::array::from_fn(|t| a.acts.as_ptr().add((a.t0 + t) * a.act_rb + aq));
+    for i in 0..a.nb {
+        let unit = a.panel.as_ptr().add(i * UNITS);
+        let wq: [__m512i; 8] = std::array::from_fn(|j| _mm512_load_si512(unit.add(j) as *const __m512i));
+        let dw = _mm512_load_ps(unit.add(8) as *const f32);
+        for t in 0..N {
+            let q = act[t].add(i * ab) as *const i32;
+            let mut c = _mm512_setzero_si512();
+            for (j, wj) in wq.iter().enumerate() {
+                c = _mm512_dpbusd_epi32(c, *wj, _mm512_set1_epi32(q.add(j).read_unaligned()));
+            }
+            let k = (a.t0 + t) * a.nb + i;
+            if off != 0 {
+                c = _mm512_sub_epi32(c, _mm512_set1_epi32(*a.corr.get_unchecked(k)));
+            }
+            let cw = _mm512_mul_ps(_mm512_cvtepi32_ps(c), dw);
+            acc[t] = _mm512_fmadd_ps(cw, _mm512_set1_ps(*a.dx.get_unchecked(k)), acc[t]);
+            if bias {
+                let mw = _mm512_load_ps(unit.add(9) as *const f32);
+                acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*a.sx.get_unchecked(k)), acc[t]);
+            }
+        }
+    }
+    for (t, v) in acc.iter().enumerate() {
+        let out = a.y.add((a.t0 + t) * a.y_stride);
+        if a.both {
+            _mm512_storeu_ps(out, *v);
+        } else {
+            _mm512_mask_storeu_ps(out, 0x00FF, *v);
+        }
+    }
+}

@@ -221,8 +221,8 @@ struct Plan<'a> {
     /// Full 8-token tiles over a whole chunk of rows (prefill).
     tile_rows: Option<simd::TileRowsFn>,
     rows: Option<simd::MatvecRowsFn>,
-    /// Prefill straight from interleaved groups (rows as vector lanes).
-    gemm: Option<simd::GemmX8Fn>,
+    /// Prefill with rows as vector lanes (interleaved legacy groups, row-major K-quants).
+    gemm: Option<simd::GemmFn>,
     /// Whether the kernels above read the weights as they are held (else a row-major copy of
     /// each chunk is made first).
     native: bool,
@@ -280,8 +280,8 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
         // Interleaved weights are cut at group boundaries.
         let interleaved = w.layout == Layout::Interleaved8;
-        let gemm = simd::gemm_x8_fn(w.ty).filter(|_| interleaved && n_tokens > 1);
-        // The prefill kernel takes two groups at a time.
+        let gemm = simd::gemm_fn(w.ty, w.layout).filter(|_| n_tokens > 1 && amx.is_none());
+        // The prefill kernels take 16 rows at a time.
         let chunk = if gemm.is_some() { chunk.next_multiple_of(2 * repack::GROUP) } else { chunk };
         let chunk = if interleaved { chunk.next_multiple_of(repack::GROUP) } else { chunk };
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
@@ -446,8 +446,8 @@ thread_local! {
 fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, mut r0: usize, r1: usize) {
     let rb = p.rb;
     if let Some(f) = p.gemm {
-        // Whole groups straight from the interleaved layout; the row-major tail below.
-        let full = (p.w.rows / repack::GROUP * repack::GROUP).min(r1);
+        // Interleaved weights: whole groups here, the row-major tail below.
+        let full = if p.w.layout == Layout::Interleaved8 { (p.w.rows / repack::GROUP * repack::GROUP).min(r1) } else { r1 };
         if full > r0 {
             // SAFETY: rows r0..full of every token belong to this chunk alone, and y holds
             // n_tokens rows of p.w.rows (checked in matmul_q_many_with).

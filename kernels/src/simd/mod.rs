@@ -15,7 +15,7 @@ pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 #[cfg(target_arch = "x86_64")]
-mod gemm_x8;
+mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "aarch64")]
@@ -39,8 +39,8 @@ pub type MatvecRowsFn = fn(w: &[u8], rb: usize, y: &[u8], out: &mut [f32]);
 /// bits as [`VecDotTileFn`] row by row.
 pub type TileRowsFn = fn(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32]);
 
-/// Prefill over whole groups of rows held as [`crate::repack::Layout::Interleaved8`]:
-/// `y[t·y_stride + r] = row r · activation row t` for r < `rows` (a multiple of 8) and
+/// Prefill over `rows` rows held in the kernel's layout (interleaved legacy types: whole groups,
+/// so a multiple of 8): `y[t·y_stride + r] = row r · activation row t` for r < `rows` and
 /// t < `n_tokens`. `w` holds the groups (`rb` bytes a row), `acts` the activation rows
 /// (`act_rb` bytes each, the weight type's `vec_dot_type`). The same bits as the other paths;
 /// mismatched shapes give NaN outputs.
@@ -48,7 +48,7 @@ pub type TileRowsFn = fn(w: &[u8], rb: usize, ys: &[&[u8]], out: &mut [f32]);
 /// # Safety
 /// `y` must be valid for writes at every `t·y_stride + r` above, and no other thread may touch
 /// those elements during the call.
-pub type GemmX8Fn = unsafe fn(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize);
+pub type GemmFn = unsafe fn(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -262,17 +262,18 @@ pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     }
 }
 
-/// The prefill kernel for `ty` over rows held as [`crate::repack::Layout::Interleaved8`] on this
-/// CPU, if any (AVX-512 VNNI; `KILN_INTERLEAVE=0` turns the layout off: None everywhere).
-pub fn gemm_x8_fn(ty: GgmlType) -> Option<GemmX8Fn> {
-    if repack_off() {
+/// The rows-as-lanes prefill kernel for `ty` held as `layout` on this CPU, if any (AVX-512 VNNI:
+/// the legacy types interleaved, Q4_K / Q6_K row-major; `KILN_GEMM=0` turns them off).
+pub fn gemm_fn(ty: GgmlType, layout: crate::repack::Layout) -> Option<GemmFn> {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    if *OFF.get_or_init(|| std::env::var("KILN_GEMM").is_ok_and(|v| v == "0")) {
         return None;
     }
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => gemm_x8::gemm_x8_fn(ty),
+        Isa::Avx512 => gemm::gemm_fn(ty, layout),
         _ => {
-            let _ = ty;
+            let _ = (ty, layout);
             None
         }
     }

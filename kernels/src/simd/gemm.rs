@@ -1,5 +1,7 @@
-//! Prefill products over row-interleaved legacy weights (Q4_0, Q4_1, Q5_0, Q8_0 held as
-//! [`crate::repack::Layout::Interleaved8`]) with AVX-512 VNNI, weight rows as vector lanes.
+//! Prefill products with AVX-512 VNNI, weight rows as vector lanes: the legacy types (Q4_0,
+//! Q4_1, Q5_0, Q8_0) held as [`crate::repack::Layout::Interleaved8`], and Q4_K / Q6_K row-major.
+//!
+//! ## Legacy types
 //!
 //! The 8-token tiles (`x86::legacy_rows`) keep one (row, token) pair's block in a vector and
 //! reduce it horizontally: per row, block and token about seven instructions, most of them
@@ -16,14 +18,34 @@
 //! The exact block dot and the float step per lane are those of every other path
 //! ([`super::x86::legacy_step`]), so each output has the same bits as the mat-vec and tiles.
 //! The panel's unpacking and transposition are paid once per 16 rows and all the call's tokens.
-use super::x86::{bytes_from_bits_32, nibbles_j_j16};
-use super::GemmX8Fn;
+//!
+//! ## K-quants
+//!
+//! The same panel of 16 rows (read row-major), unit u holding elements 4u..4u+3 of every row,
+//! plus each row's sub-block scales as i32 lanes, its (min or scale) pairs as i16 lanes for
+//! `vpmaddwd` against the activation's bsums, and d (and −dmin) as f32. Per token and
+//! super-block, a sub-block's dot is four or eight `vpdpbusd` and one `vpmulld` by its scale,
+//! giving the exact Σ scale·(q·q8) and Σ factor·bsum of [`super::avx512::k_quant_step`] /
+//! [`super::avx512::q6_k_step`], which then run lane-wise: the same bits as every other path.
+use super::x86::{bytes_from_bits_32, fp16, nibbles_j_j16, unpack_k4_scales};
+use super::GemmFn;
 use crate::types::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 /// The kernel for `ty`, if it has one (the caller checked AVX-512 VNNI).
-pub fn gemm_x8_fn(ty: GgmlType) -> Option<GemmX8Fn> {
+pub fn gemm_fn(ty: GgmlType, layout: crate::repack::Layout) -> Option<GemmFn> {
+    use crate::repack::Layout;
+    // SAFETY (all): handed out only where AVX-512 BW/VL + VNNI were detected (`simd::isa`).
+    Some(match (ty, layout) {
+        (GgmlType::Q4_K, Layout::RowMajor) => |w, rb, r, a, arb, n, y, ys| unsafe { gemm_k::<Q4_K>(w, rb, r, a, arb, n, y, ys) },
+        (GgmlType::Q6_K, Layout::RowMajor) => |w, rb, r, a, arb, n, y, ys| unsafe { gemm_k::<Q6_K>(w, rb, r, a, arb, n, y, ys) },
+        (_, Layout::Interleaved8) => legacy_fn(ty)?,
+        _ => return None,
+    })
+}
+
+fn legacy_fn(ty: GgmlType) -> Option<GemmFn> {
     // SAFETY (all): handed out only where AVX-512 BW/VL + VNNI were detected (`simd::isa`).
     Some(match ty {
         GgmlType::Q4_0 => |w, rb, r, a, arb, n, y, ys| unsafe { gemm::<Q4_0>(w, rb, r, a, arb, n, y, ys) },
@@ -271,5 +293,199 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
         } else {
             _mm512_mask_storeu_ps(out, 0x00FF, *v);
         }
+    }
+}
+
+const Q4_K: u8 = 4;
+const Q6_K: u8 = 5;
+
+/// K-quant panel shapes: (block bytes, sub-blocks, element dwords per sub-block, panel units
+/// per block). Units: 0..64 the quants, then the sub-block scales, then the 8 pair units, then
+/// d (and Q4_K's −dmin).
+const fn kshape(t: u8) -> (usize, usize, usize, usize) {
+    match t {
+        Q4_K => (144, 8, 8, 64 + 8 + 8 + 2),
+        _ => (210, 16, 4, 64 + 16 + 8 + 1),
+    }
+}
+
+/// Bytes of a Q8_K block, and the offsets of its quants and bsums.
+const Q8K_BYTES: usize = 292;
+const Q8K_QS: usize = 4;
+const Q8K_BSUMS: usize = 260;
+
+thread_local! {
+    static PANEL_K: RefCell<Vec<Z>> = const { RefCell::new(Vec::new()) };
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_k<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
+    let (b, _, _, units) = kshape(T);
+    let nb = rb / b;
+    let ok = rb == nb * b && act_rb == nb * Q8K_BYTES && w.len() >= rows * rb && acts.len() >= n_tokens * act_rb;
+    if !ok {
+        for t in 0..n_tokens {
+            for r in 0..rows {
+                *y.add(t * y_stride + r) = f32::NAN;
+            }
+        }
+        return;
+    }
+    PANEL_K.with_borrow_mut(|panel| {
+        if panel.len() < nb * units {
+            panel.resize(nb * units, Z([0; 64]));
+        }
+        for r0 in (0..rows).step_by(16) {
+            let nr = 16.min(rows - r0);
+            fill_panel_k::<T>(w, rb, r0, nr, nb, panel);
+            let mut t0 = 0;
+            while t0 < n_tokens {
+                let nt = TOKENS.min(n_tokens - t0);
+                let mask = ((1u32 << nr) - 1) as u16;
+                let args = PassK { panel, nb, acts, act_rb, t0, y: y.add(r0), y_stride, mask };
+                match nt {
+                    8 => pass_k::<T, 8>(&args),
+                    7 => pass_k::<T, 7>(&args),
+                    6 => pass_k::<T, 6>(&args),
+                    5 => pass_k::<T, 5>(&args),
+                    4 => pass_k::<T, 4>(&args),
+                    3 => pass_k::<T, 3>(&args),
+                    2 => pass_k::<T, 2>(&args),
+                    _ => pass_k::<T, 1>(&args),
+                }
+                t0 += nt;
+            }
+        }
+    });
+}
+
+/// Unpacks rows r0..r0+nr (nr <= 16; missing rows are zeros) of a row-major K-quant matrix
+/// into the panel (see [`kshape`]).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn fill_panel_k<const T: u8>(w: &[u8], rb: usize, r0: usize, nr: usize, nb: usize, panel: &mut [Z]) {
+    let (b, _, _, units) = kshape(T);
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m2 = _mm256_set1_epi8(0x03);
+    for i in 0..nb {
+        let unit = panel.as_mut_ptr().add(i * units);
+        let lane_u32 = |u: usize, r: usize, v: u32| (unit.add(u) as *mut u32).add(r).write(v);
+        // Row r's quants as eight vectors of 32 elements, in element order.
+        let mut q = [[_mm256_setzero_si256(); 8]; 16];
+        for (r, qr) in q.iter_mut().enumerate() {
+            if r >= nr {
+                for u in 64..units {
+                    lane_u32(u, r, 0);
+                }
+                continue;
+            }
+            let blk = w.as_ptr().add((r0 + r) * rb + i * b);
+            let ld = |o: usize| _mm256_loadu_si256(blk.add(o) as *const __m256i);
+            if T == Q4_K {
+                for c in 0..4 {
+                    let v = ld(16 + 32 * c);
+                    qr[2 * c] = _mm256_and_si256(v, m4);
+                    qr[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                let sc = unpack_k4_scales(&*(blk.add(4) as *const [u8; 12]));
+                let byte = |k: usize| (sc[k / 4] >> (8 * (k % 4))) & 0xFF;
+                for j in 0..8 {
+                    lane_u32(64 + j, r, byte(j));
+                    lane_u32(72 + j, r, byte(8 + j) * 0x1_0001);
+                }
+                let h = |o: usize| fp16(crate::quants::Half([*blk.add(o), *blk.add(o + 1)]));
+                lane_u32(80, r, h(0).to_bits());
+                lane_u32(81, r, (-h(2)).to_bits());
+            } else {
+                for n in 0..2 {
+                    let (l0, l1, hb) = (ld(64 * n), ld(64 * n + 32), ld(128 + 32 * n));
+                    let hi = |s: i32| _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(s)), m2), 4);
+                    qr[4 * n] = _mm256_or_si256(_mm256_and_si256(l0, m4), hi(0));
+                    qr[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), hi(2));
+                    qr[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), hi(4));
+                    qr[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), hi(6));
+                }
+                let sc = |k: usize| *blk.add(192 + k) as i8;
+                for k in 0..16 {
+                    lane_u32(64 + k, r, sc(k) as i32 as u32);
+                }
+                for p in 0..8 {
+                    lane_u32(80 + p, r, (sc(2 * p) as i16 as u16 as u32) | (sc(2 * p + 1) as i16 as u16 as u32) << 16);
+                }
+                lane_u32(88, r, fp16(crate::quants::Half([*blk.add(208), *blk.add(209)])).to_bits());
+            }
+        }
+        for v in 0..8 {
+            let lo = transpose8x8(std::array::from_fn(|r| q[r][v]));
+            let hi = transpose8x8(std::array::from_fn(|r| q[8 + r][v]));
+            for m in 0..8 {
+                _mm512_store_si512(unit.add(8 * v + m) as *mut __m512i, _mm512_inserti64x4(_mm512_castsi256_si512(lo[m]), hi[m], 1));
+            }
+        }
+    }
+}
+
+/// What one pass of up to [`TOKENS`] tokens over a K-quant panel reads and writes.
+struct PassK<'a> {
+    panel: &'a [Z],
+    nb: usize,
+    acts: &'a [u8],
+    act_rb: usize,
+    t0: usize,
+    y: *mut f32,
+    y_stride: usize,
+    /// The panel's rows that exist (bit r: row r).
+    mask: u16,
+}
+
+/// N tokens (t0..t0+N) against a K-quant panel, every super-block: per sub-block the exact dot
+/// by `vpdpbusd`, times its scale; then the type's step lane-wise.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn pass_k<const T: u8, const N: usize>(a: &PassK) {
+    let (_, nsub, dw, units) = kshape(T);
+    let mut acc = [_mm512_setzero_ps(); N];
+    let act: [*const u8; N] = std::array::from_fn(|t| a.acts.as_ptr().add((a.t0 + t) * a.act_rb));
+    for i in 0..a.nb {
+        let unit = a.panel.as_ptr().add(i * units);
+        let ld = |u: usize| _mm512_load_si512(unit.add(u) as *const __m512i);
+        let mut s = [_mm512_setzero_si512(); N];
+        for j in 0..nsub {
+            let wq: [__m512i; 8] = std::array::from_fn(|m| if m < dw { ld(dw * j + m) } else { _mm512_setzero_si512() });
+            let sc = ld(64 + j);
+            for t in 0..N {
+                let q = act[t].add(i * Q8K_BYTES + Q8K_QS + 4 * dw * j) as *const i32;
+                let mut c = _mm512_setzero_si512();
+                for (m, wm) in wq.iter().enumerate().take(dw) {
+                    c = _mm512_dpbusd_epi32(c, *wm, _mm512_set1_epi32(q.add(m).read_unaligned()));
+                }
+                s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(c, sc));
+            }
+        }
+        let pairs = 64 + nsub;
+        for t in 0..N {
+            let blk = act[t].add(i * Q8K_BYTES);
+            let bs = blk.add(Q8K_BSUMS) as *const i32;
+            let mut m = _mm512_madd_epi16(ld(pairs), _mm512_set1_epi32(bs.read_unaligned()));
+            for p in 1..8 {
+                m = _mm512_add_epi32(m, _mm512_madd_epi16(ld(pairs + p), _mm512_set1_epi32(bs.add(p).read_unaligned())));
+            }
+            let d8 = _mm512_set1_ps((blk as *const f32).read_unaligned());
+            let d = _mm512_load_ps(unit.add(pairs + 8) as *const f32);
+            if T == Q4_K {
+                // k_quant_step: acc += (s·d)·d8, then acc += (m·(−dmin))·d8.
+                let ndmin = _mm512_load_ps(unit.add(pairs + 9) as *const f32);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s[t]), d), d8, acc[t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(m), ndmin), d8, acc[t]);
+            } else {
+                // q6_k_step: acc += ((s − 32·o)·d)·d8.
+                let c = _mm512_sub_epi32(s[t], _mm512_slli_epi32(m, 5));
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), d), d8, acc[t]);
+            }
+        }
+    }
+    for (t, v) in acc.iter().enumerate() {
+        _mm512_mask_storeu_ps(a.y.add((a.t0 + t) * a.y_stride), a.mask, *v);
     }
 }

@@ -17,7 +17,7 @@ use crate::model::attention::AttnShape;
 use crate::model::exec::{grow, Exec, OutputKind, SeqInput};
 use crate::model::hparams::Hparams;
 use crate::model::linear::{load_vector, Linear};
-use crate::model::ops::{add_in_place, gated, gelu_tanh, rms_norm, rms_norm_into, Rope, RopeMode};
+use crate::model::ops::{for_rows, for_rows2, geglu, norm_add_rows, norm_rows, rms_norm, Rope, RopeMode};
 use crate::model::steps;
 
 /// Every sixth layer attends globally; the others are sliding-window layers.
@@ -118,14 +118,14 @@ impl Gemma3 {
 
         for (il, l) in self.layers.iter().enumerate() {
             let Exec { pool, s } = ex;
-            for r in 0..n {
-                rms_norm_into(&mut s.xn[r * e..(r + 1) * e], &s.x[r * e..(r + 1) * e], &l.attn_norm, hp.eps);
-            }
+            norm_rows(pool, n, &s.x, &mut s.xn, e, &l.attn_norm, hp.eps);
             s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.wq, &mut s.q[..]), (&l.wk, &mut s.k[..]), (&l.wv, &mut s.v[..])]);
             // Q/K norms per head, then the attention scale on Q.
-            s.q[..n * qw].chunks_exact_mut(hd).for_each(|h| rms_norm(h, &l.q_norm, hp.eps));
-            s.k[..n * kw].chunks_exact_mut(hd).for_each(|h| rms_norm(h, &l.k_norm, hp.eps));
-            s.q[..n * qw].iter_mut().for_each(|v| *v *= q_scale);
+            for_rows2(pool, n, &mut s.q, qw, &mut s.k, kw, |_, q, k| {
+                q.chunks_exact_mut(hd).for_each(|h| rms_norm(h, &l.q_norm, hp.eps));
+                k.chunks_exact_mut(hd).for_each(|h| rms_norm(h, &l.k_norm, hp.eps));
+                q.iter_mut().for_each(|v| *v *= q_scale);
+            });
             let (mut q, mut k, v, mut attn) = (std::mem::take(&mut s.q), std::mem::take(&mut s.k), std::mem::take(&mut s.v), std::mem::take(&mut s.attn));
             steps::rope_store_attend(ex, seqs, il, &l.rope, &l.attn, &mut q, &mut k, &v, &mut attn);
             let Exec { pool, s } = ex;
@@ -133,21 +133,14 @@ impl Gemma3 {
             // attn_out → post_attention_norm → sa = o + h   (kept in x)
             s.acts.matmul(pool, data, &l.wo, &attn, n, &mut s.xn);
             s.attn = attn;
-            for r in 0..n {
-                rms_norm(&mut s.xn[r * e..(r + 1) * e], &l.post_attn_norm, hp.eps);
-            }
-            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
+            norm_add_rows(pool, n, &mut s.xn, &mut s.x, e, &l.post_attn_norm, hp.eps);
             // ffn_norm → GELU-tanh gated FFN → post_ffw_norm → h = f + sa
-            for r in 0..n {
-                rms_norm_into(&mut s.xn[r * e..(r + 1) * e], &s.x[r * e..(r + 1) * e], &l.ffn_norm, hp.eps);
-            }
+            norm_rows(pool, n, &s.x, &mut s.xn, e, &l.ffn_norm, hp.eps);
             s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.gate, &mut s.gate[..]), (&l.up, &mut s.up[..])]);
-            gated(&mut s.gate[..n * ff], &s.up[..n * ff], gelu_tanh);
+            let up = &s.up;
+            for_rows(pool, n, &mut s.gate, ff, |r0, g| geglu(g, &up[r0 * ff..][..g.len()]));
             s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.xn);
-            for r in 0..n {
-                rms_norm(&mut s.xn[r * e..(r + 1) * e], &l.post_ffw_norm, hp.eps);
-            }
-            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
+            norm_add_rows(pool, n, &mut s.xn, &mut s.x, e, &l.post_ffw_norm, hp.eps);
         }
         steps::finish(data, ex, seqs, &self.output_norm, hp.eps, &self.output, kind, out);
         Ok(())

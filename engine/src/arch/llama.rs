@@ -12,7 +12,7 @@ use crate::model::attention::AttnShape;
 use crate::model::exec::{grow, Exec, OutputKind, SeqInput};
 use crate::model::hparams::Hparams;
 use crate::model::linear::{load_vector, optional_vector, Linear};
-use crate::model::ops::{add_in_place, gated, rms_norm_into, silu, Rope, RopeMode};
+use crate::model::ops::{add_in_place, add_norm_rows, for_rows, for_rows2, gated, norm_rows, silu, Rope, RopeMode};
 use crate::model::steps;
 
 pub struct Layer {
@@ -92,9 +92,7 @@ impl Llama {
         for (il, l) in self.layers.iter().enumerate() {
             let Exec { pool, s } = ex;
             // attn_norm: xn = rms_norm(x) · attn_norm
-            for r in 0..n {
-                rms_norm_into(&mut s.xn[r * e..(r + 1) * e], &s.x[r * e..(r + 1) * e], &l.attn_norm, hp.eps);
-            }
+            norm_rows(pool, n, &s.x, &mut s.xn, e, &l.attn_norm, hp.eps);
             // Qcur, Kcur, Vcur: [n][heads·head_dim], one quantization of xn shared by all three
             s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.wq, &mut s.q[..]), (&l.wk, &mut s.k[..]), (&l.wv, &mut s.v[..])]);
             for (buf, b, w) in [(&mut s.q, &l.bq, qw), (&mut s.k, &l.bk, kw), (&mut s.v, &l.bv, vw)] {
@@ -109,15 +107,14 @@ impl Llama {
             // attn_out: o = Wo · attn; h += o
             s.acts.matmul(pool, data, &l.wo, &attn, n, &mut s.xn);
             s.attn = attn;
-            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
-            // ffn: h += W_down · (silu(W_gate·x) ⊙ W_up·x), x = rms_norm(h) · ffn_norm
-            for r in 0..n {
-                rms_norm_into(&mut s.xn[r * e..(r + 1) * e], &s.x[r * e..(r + 1) * e], &l.ffn_norm, hp.eps);
-            }
+            // h += o, then the ffn's input x = rms_norm(h) · ffn_norm
+            add_norm_rows(pool, n, &mut s.x, &mut s.xn, e, &l.ffn_norm, hp.eps);
+            // ffn: h += W_down · (silu(W_gate·x) ⊙ W_up·x)
             s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.gate, &mut s.gate[..]), (&l.up, &mut s.up[..])]);
-            gated(&mut s.gate[..n * ff], &s.up[..n * ff], silu);
+            let up = &s.up;
+            for_rows(pool, n, &mut s.gate, ff, |r0, g| gated(g, &up[r0 * ff..][..g.len()], silu));
             s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.xn);
-            add_in_place(&mut s.x[..n * e], &s.xn[..n * e]);
+            for_rows2(pool, n, &mut s.x, e, &mut s.xn, e, |_, x, o| add_in_place(x, o));
         }
         steps::finish(data, ex, seqs, &self.output_norm, hp.eps, &self.output, kind, out);
         Ok(())

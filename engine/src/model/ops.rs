@@ -1,5 +1,80 @@
 //! Element-wise operations of the forward passes, written plainly (f32, one row at a time).
 //! They mirror ggml's CPU ops: `rms_norm`, `rope` (NORM and NEOX), `soft_max`, `gelu`, `silu`.
+//! [`for_rows`] / [`for_rows2`] spread a batch's rows over the pool.
+
+use kiln_kernels::ThreadPool;
+
+/// Fewest rows worth a dispatch to the pool (decode's single row stays on the caller's thread).
+const PAR_MIN_ROWS: usize = 4;
+
+/// `f(r0, rows)` over contiguous ranges of the first `n` rows (`w` wide) of `a`, one range per
+/// pool thread; the caller's thread alone when `n` is small. Results do not depend on the split.
+pub fn for_rows(pool: &ThreadPool, n: usize, a: &mut [f32], w: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    for_rows2(pool, n, a, w, &mut [], 0, |r0, a, _| f(r0, a));
+}
+
+/// [`for_rows`] over the same rows of two buffers (`wa` and `wb` wide).
+pub fn for_rows2(pool: &ThreadPool, n: usize, a: &mut [f32], wa: usize, b: &mut [f32], wb: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) {
+    let (a, b) = (&mut a[..n * wa], &mut b[..n * wb]);
+    let nt = pool.n_threads();
+    if n < PAR_MIN_ROWS || nt == 1 {
+        return f(0, a, b);
+    }
+    let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
+    pool.run(|t, nt| {
+        let (r0, r1) = (n * t / nt, n * (t + 1) / nt);
+        // SAFETY: the ranges r0..r1 of the threads are disjoint and lie inside a and b.
+        let (ra, rb) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(pa.get().add(r0 * wa), (r1 - r0) * wa),
+                std::slice::from_raw_parts_mut(pb.get().add(r0 * wb), (r1 - r0) * wb),
+            )
+        };
+        f(r0, ra, rb);
+    });
+}
+
+/// `dst[r] = rms_norm(src[r]) · w` for the first `n` rows (`e` wide), over the pool.
+pub fn norm_rows(pool: &ThreadPool, n: usize, src: &[f32], dst: &mut [f32], e: usize, w: &[f32], eps: f32) {
+    for_rows(pool, n, dst, e, |r0, d| {
+        for (i, row) in d.chunks_exact_mut(e).enumerate() {
+            rms_norm_into(row, &src[(r0 + i) * e..][..e], w, eps);
+        }
+    });
+}
+
+/// `o[r] = rms_norm(o[r]) · w; h[r] += o[r]` for the first `n` rows (Gemma's post-norms), over
+/// the pool.
+pub fn norm_add_rows(pool: &ThreadPool, n: usize, o: &mut [f32], h: &mut [f32], e: usize, w: &[f32], eps: f32) {
+    for_rows2(pool, n, o, e, h, e, |_, o, h| {
+        for (or, hr) in o.chunks_exact_mut(e).zip(h.chunks_exact_mut(e)) {
+            rms_norm(or, w, eps);
+            add_in_place(hr, or);
+        }
+    });
+}
+
+/// `h[r] += o[r]; o[r] = rms_norm(h[r]) · w` for the first `n` rows (a residual add and the
+/// next sub-layer's input norm), over the pool.
+pub fn add_norm_rows(pool: &ThreadPool, n: usize, h: &mut [f32], o: &mut [f32], e: usize, w: &[f32], eps: f32) {
+    for_rows2(pool, n, h, e, o, e, |_, h, o| {
+        for (hr, or) in h.chunks_exact_mut(e).zip(o.chunks_exact_mut(e)) {
+            add_in_place(hr, or);
+            rms_norm_into(or, hr, w, eps);
+        }
+    });
+}
+
+/// A raw pointer the pool's threads write through at disjoint offsets.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// `x / sqrt(mean(x²) + eps) * w`, in place. Like ggml, the sum of squares is accumulated in f64.
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
@@ -37,20 +112,36 @@ impl Rope {
     /// Rotates every head of `x` ([n_heads][head_dim]) for position `pos`.
     /// θ_i = pos · freq_scale · base^(−2i/n_rot); dimensions past n_rot stay unchanged.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        self.apply_all(&mut [x], head_dim, pos);
+    }
+
+    /// [`Rope::apply`] to every head of each of `xs` (a token's Q and K), the angles' sines and
+    /// cosines computed once for all of them.
+    pub fn apply_all(&self, xs: &mut [&mut [f32]], head_dim: usize, pos: usize) {
+        const MAX_HALF: usize = 256;
         let half = self.n_rot / 2;
         let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
-        for head in x.chunks_exact_mut(head_dim) {
-            let mut theta = pos as f32 * self.freq_scale;
-            for i in 0..half {
-                let (sin, cos) = theta.sin_cos();
-                let (a, b) = match self.mode {
-                    RopeMode::Norm => (2 * i, 2 * i + 1),
-                    RopeMode::Neox => (i, i + half),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
-                theta *= theta_scale;
+        let (mut sin, mut cos) = ([0f32; MAX_HALF], [0f32; MAX_HALF]);
+        let mut theta = pos as f32 * self.freq_scale;
+        for i in 0..half.min(MAX_HALF) {
+            (sin[i], cos[i]) = theta.sin_cos();
+            theta *= theta_scale;
+        }
+        for x in xs.iter_mut() {
+            for head in x.chunks_exact_mut(head_dim) {
+                let mut theta = pos as f32 * self.freq_scale;
+                for i in 0..half {
+                    // Past the table (n_rot > 512, no model seen so far) the same angles, computed here.
+                    let (sin, cos) = if i < MAX_HALF { (sin[i], cos[i]) } else { theta.sin_cos() };
+                    let (a, b) = match self.mode {
+                        RopeMode::Norm => (2 * i, 2 * i + 1),
+                        RopeMode::Neox => (i, i + half),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * cos - x1 * sin;
+                    head[b] = x0 * sin + x1 * cos;
+                    theta *= theta_scale;
+                }
             }
         }
     }
@@ -73,16 +164,35 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh)
 }
 
+/// `gate[i] = gelu_tanh(gate[i]) · up[i]`, compiled for AVX2 + FMA where the CPU has them so the
+/// loop vectorizes (the same IEEE operations element by element: the same bits as [`gated`]).
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn wide(gate: &mut [f32], up: &[f32]) {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = gelu_tanh(*g) * u;
+            }
+        }
+        // SAFETY: AVX2 and FMA were detected.
+        return unsafe { wide(gate, up) };
+    }
+    gated(gate, up, gelu_tanh);
+}
+
 /// e^x for x <= 0 (softmax after subtracting the max, tanh), to ~1e-7 relative: x = n·ln2 + r
 /// with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial, 2^n through the exponent bits.
-/// Plain arithmetic, so loops over it vectorize.
+/// Plain arithmetic, so loops over it vectorize (n is rounded to nearest by adding and taking
+/// away 1.5·2^23, not with `round`, a libm call without SSE4.1).
 #[inline(always)]
 pub fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.0, 0.0);
-    let n = (x * LOG2E).round();
+    const ROUND: f32 = 12_582_912.0; // 1.5·2^23
+    let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
@@ -180,6 +290,18 @@ mod tests {
             let x = i as f32 * 0.005;
             let want = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
             assert!((gelu_tanh(x) - want).abs() <= 1e-6 * (1.0 + want.abs()), "{x}: {} vs {want}", gelu_tanh(x));
+        }
+    }
+
+    #[test]
+    fn geglu_has_the_bits_of_gated() {
+        let x: Vec<f32> = (-2400..2400).map(|i| i as f32 * 0.0047 + 0.0001).collect();
+        let up: Vec<f32> = (0..x.len()).map(|i| 1.0 - i as f32 * 0.001).collect();
+        let (mut a, mut b) = (x.clone(), x.clone());
+        geglu(&mut a, &up);
+        gated(&mut b, &up, gelu_tanh);
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(p.to_bits(), q.to_bits(), "{}", x[i]);
         }
     }
 

@@ -4,7 +4,7 @@
 use super::attention::{attention, AttnShape};
 use super::exec::{grow, Exec, OutputKind, Outputs, SeqInput};
 use super::linear::Linear;
-use super::ops::{rms_norm, Rope};
+use super::ops::{for_rows2, rms_norm, Rope};
 use crate::error::{EngineError, Result};
 
 /// Checks every token id and reserves cache room for every sequence, before any work is done,
@@ -48,10 +48,14 @@ pub fn rope_store_attend(ex: &mut Exec, seqs: &mut [SeqInput], layer: usize, rop
     for s in seqs.iter_mut() {
         let start = s.cache.len();
         let n = s.tokens.len();
+        let (qs, ks) = (&mut q[row * qw..(row + n) * qw], &mut k[row * kw..(row + n) * kw]);
+        for_rows2(&ex.pool, n, qs, qw, ks, kw, |i0, qs, ks| {
+            for (i, (q, k)) in qs.chunks_exact_mut(qw).zip(ks.chunks_exact_mut(kw)).enumerate() {
+                rope.apply_all(&mut [q, k], sh.head_dim, start + i0 + i);
+            }
+        });
         for i in 0..n {
             let r = row + i;
-            rope.apply(&mut q[r * qw..(r + 1) * qw], sh.head_dim, start + i);
-            rope.apply(&mut k[r * kw..(r + 1) * kw], sh.head_dim, start + i);
             s.cache.store(layer, start + i, &k[r * kw..(r + 1) * kw], &v[r * vw..(r + 1) * vw]);
         }
         attention(&ex.pool, s.cache, layer, start, n, &q[row * qw..(row + n) * qw], &mut out[row * ow..(row + n) * ow], sh);

@@ -1,5 +1,6 @@
 //! CPU kernel throughput: `dequant/<type>`, `vec_dot/<type>`, `matvec/<type>` (and
-//! `matvec/<type>-x8`, the row-interleaved layout, `-t` the transposed K-quant blocks), `matmul/<type>`,
+//! `matvec/<type>-x8`, the row-interleaved layout, `-t` the transposed K-quant blocks), `matmul/<type>`
+//! (and `matmul/<type>-x8`),
 //! reported as bytes of weights per second (compare matvec with the memory read bandwidth from
 //! /work/shared/tools/membw.c). matmul also prints GFLOP/s (2·rows·cols·tokens per run).
 //!
@@ -138,32 +139,44 @@ fn bench_matmul(c: &mut Criterion) {
     let pool = ThreadPool::new(ThreadPool::default_threads());
     let mut g = c.benchmark_group("matmul");
     let tokens = 512;
+    // The 1.1B model's FFN, gemma3's Q5_0 FFN (640 wide), square legacy shapes.
     let shapes: &[(GgmlType, usize, usize)] = &[
         (GgmlType::Q4_K, 2048, 5632),
         (GgmlType::Q4_K, 5632, 2048),
         (GgmlType::Q6_K, 2048, 5632),
+        (GgmlType::Q5_0, 2048, 640),
         (GgmlType::Q8_0, 2048, 2048),
         (GgmlType::Q4_1, 2048, 2048),
     ];
     for &(ty, rows, cols) in shapes {
         let w = weights(ty, rows, cols);
-        let m = QMatrix::new(ty, &w, rows, cols).unwrap();
         let x = input(cols * tokens);
         let mut acts = QuantizedActs::new();
         let mut y = vec![0f32; rows * tokens];
         acts.quantize(&pool, ty.vec_dot_type(), &x, tokens, cols);
-        // GFLOP/s of the product alone (activations quantized once, as the engine does).
-        let runs = 5;
-        let t0 = Instant::now();
-        for _ in 0..runs {
-            matmul_q(&pool, &m, &acts, tokens, &mut y);
+        // Row-major, then the layout `kiln` holds the matrix in after load where it differs.
+        let layout = repack::best_layout(ty, rows, cols);
+        let mut wi = w.clone();
+        repack::repack_in_place(ty, &mut wi, rows, cols, layout);
+        let mut cases = vec![(String::new(), QMatrix::new(ty, &w, rows, cols).unwrap())];
+        if layout != Layout::RowMajor {
+            let tag = if layout == Layout::Transposed { "-t" } else { "-x8" };
+            cases.push((tag.to_string(), QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(layout)));
         }
-        let secs = t0.elapsed().as_secs_f64() / runs as f64;
-        eprintln!("matmul/{}/{rows}x{cols}x{tokens}: {:.1} GFLOP/s", ty.name(), 2.0 * (rows * cols * tokens) as f64 / secs / 1e9);
-        g.throughput(Throughput::Bytes(w.len() as u64));
-        g.bench_function(BenchmarkId::new(ty.name(), format!("{rows}x{cols}x{tokens}")), |b| {
-            b.iter(|| matmul(&pool, &m, &x, tokens, black_box(&mut y), &mut acts))
-        });
+        for (tag, m) in cases {
+            // GFLOP/s of the product alone (activations quantized once, as the engine does).
+            let runs = 5;
+            let t0 = Instant::now();
+            for _ in 0..runs {
+                matmul_q(&pool, &m, &acts, tokens, &mut y);
+            }
+            let secs = t0.elapsed().as_secs_f64() / runs as f64;
+            eprintln!("matmul/{}{tag}/{rows}x{cols}x{tokens}: {:.1} GFLOP/s", ty.name(), 2.0 * (rows * cols * tokens) as f64 / secs / 1e9);
+            g.throughput(Throughput::Bytes(w.len() as u64));
+            g.bench_function(BenchmarkId::new(format!("{}{tag}", ty.name()), format!("{rows}x{cols}x{tokens}")), |b| {
+                b.iter(|| matmul(&pool, &m, &x, tokens, black_box(&mut y), &mut acts))
+            });
+        }
     }
     g.finish();
 }

@@ -258,6 +258,62 @@ fn k_quant_kernels_compute_the_shared_arithmetic_bit_for_bit() {
     assert!(tested > 0 || isas().is_empty());
 }
 
+/// The rows-as-lanes prefill kernels (`gemm_fn`) against the one-row tiles, bit for bit: K-quants
+/// row-major (with the edge-case rows of `weight_cases` among random ones, and partial panels),
+/// the legacy types interleaved (a half panel, and one and a half); 1 to 11 tokens; y rows
+/// wider than the matrix (only the matrix's columns written); mismatched activations give NaN.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn gemm_kernels_match_the_one_row_tiles() {
+    use crate::repack::{repack_in_place, Layout};
+    let n = 1024;
+    let mut seed = 37;
+    let mut tested = 0;
+    for ty in GgmlType::ALL {
+        let layout = if ty.is_k_quant() { Layout::RowMajor } else { Layout::Interleaved8 };
+        let (Some(gemm), Some(tile)) = (gemm_fn(ty, layout), tile_fn(ty)) else { continue };
+        let row_counts: &[usize] = if ty.is_k_quant() { &[5, 16, 21] } else { &[8, 24] };
+        for &rows in row_counts {
+            let cases = weight_cases(ty, n, &mut seed);
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|r| match cases.get(r / 3).filter(|_| r % 3 == 0) {
+                    Some((_, c)) => c.clone(),
+                    None => quantized(ty, &(0..n).map(|_| lcg(&mut seed)).collect::<Vec<_>>()),
+                })
+                .collect();
+            let rb = w.len() / rows;
+            let mut held = w.clone();
+            assert!(repack_in_place(ty, &mut held, rows, n, layout));
+            for n_tok in [1, 3, 8, 11] {
+                let acts: Vec<u8> = (0..n_tok).flat_map(|_| quantized(ty.vec_dot_type(), &(0..n).map(|_| lcg(&mut seed) * 4.0).collect::<Vec<_>>())).collect();
+                let arb = acts.len() / n_tok;
+                // Row-aligned copies for the tiles (the blocks' casts need alignment).
+                let act_rows: Vec<Vec<u8>> = acts.chunks_exact(arb).map(|a| a.to_vec()).collect();
+                let stride = rows + 3;
+                let mut y = vec![f32::NAN; n_tok * stride];
+                // SAFETY: y holds n_tok rows of `stride` >= rows outputs.
+                unsafe { gemm(&held, rb, rows, &acts, arb, n_tok, y.as_mut_ptr(), stride) };
+                for r in 0..rows {
+                    let row = w[r * rb..(r + 1) * rb].to_vec();
+                    for (t, a) in act_rows.iter().enumerate() {
+                        let mut one = [0f32; 1];
+                        tile(&row, &[a], &mut one);
+                        assert_eq!(y[t * stride + r].to_bits(), one[0].to_bits(), "{ty} {rows} rows, {n_tok} tokens: row {r} token {t}");
+                    }
+                }
+                assert!((0..n_tok).all(|t| y[t * stride + rows..(t + 1) * stride].iter().all(|v| v.is_nan())), "{ty}: wrote past the matrix's rows");
+                // Activation rows of another width: NaN everywhere, no panic.
+                let mut bad = vec![0f32; n_tok * rows];
+                unsafe { gemm(&held, rb, rows, &acts, arb - 2, n_tok, bad.as_mut_ptr(), rows) };
+                assert!(bad.iter().all(|v| v.is_nan()), "{ty}: mismatched activations");
+            }
+            tested += 1;
+        }
+    }
+    let avx512 = isas().contains(&Isa::Avx512) && isa() == Isa::Avx512;
+    assert!(tested > 0 || !avx512, "AVX-512 VNNI is present but no GEMM kernel was tested");
+}
+
 #[test]
 fn force_scalar_isa_is_consistent() {
     // The detected ISA is cached; it must be one of the kinds this build knows.

@@ -112,6 +112,29 @@ const UNITS: usize = 10;
 /// Tokens a pass over the panel carries in registers.
 const TOKENS: usize = 8;
 
+/// Runs `$pass::<$t, N>(&$args)` for the tokens in tiles of [`TOKENS`] (N a literal, so each
+/// tile size keeps its accumulators in registers), `$t0` the tile's first token.
+macro_rules! token_tiles {
+    ($n:expr, $t0:ident => $pass:ident::<$t:ident>($args:expr)) => {{
+        let mut $t0 = 0;
+        while $t0 < $n {
+            let nt = TOKENS.min($n - $t0);
+            let args = $args;
+            match nt {
+                8 => $pass::<$t, 8>(&args),
+                7 => $pass::<$t, 7>(&args),
+                6 => $pass::<$t, 6>(&args),
+                5 => $pass::<$t, 5>(&args),
+                4 => $pass::<$t, 4>(&args),
+                3 => $pass::<$t, 3>(&args),
+                2 => $pass::<$t, 2>(&args),
+                _ => $pass::<$t, 1>(&args),
+            }
+            $t0 += nt;
+        }
+    }};
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_rb: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
@@ -119,12 +142,7 @@ unsafe fn gemm<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_r
     let nb = rb / b;
     let ok = rb == nb * b && act_rb == nb * ab && rows.is_multiple_of(8) && w.len() >= rows * rb && acts.len() >= n_tokens * act_rb;
     if !ok {
-        for t in 0..n_tokens {
-            for r in 0..rows {
-                *y.add(t * y_stride + r) = f32::NAN;
-            }
-        }
-        return;
+        return nan_out(rows, n_tokens, y, y_stride);
     }
     SCRATCH.with_borrow_mut(|s| {
         s.prepare_acts::<T>(acts, act_rb, nb, n_tokens);
@@ -133,29 +151,31 @@ unsafe fn gemm<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_r
         }
         let Scratch { panel, dx, sx, corr } = s;
         let (dx, sx, corr) = (&dx[..], &sx[..], &corr[..]);
-        for p in 0..rows.div_ceil(16) {
-            let r0 = 16 * p;
-            let both = r0 + 16 <= rows;
-            fill_panel::<T>(w, rb, r0, both, nb, panel);
-            let mut t0 = 0;
-            while t0 < n_tokens {
-                let nt = TOKENS.min(n_tokens - t0);
-                let args = Pass { panel, nb, acts, act_rb, t0, dx, sx, corr, y: y.add(r0), y_stride, both };
-                match nt {
-                    8 => pass::<T, 8>(&args),
-                    7 => pass::<T, 7>(&args),
-                    6 => pass::<T, 6>(&args),
-                    5 => pass::<T, 5>(&args),
-                    4 => pass::<T, 4>(&args),
-                    3 => pass::<T, 3>(&args),
-                    2 => pass::<T, 2>(&args),
-                    _ => pass::<T, 1>(&args),
-                }
-                t0 += nt;
-            }
+        for r0 in (0..rows).step_by(16) {
+            let mask = row_mask(rows - r0);
+            fill_panel::<T>(w, rb, r0, mask == 0xFFFF, nb, panel);
+            token_tiles!(n_tokens, t0 => pass::<T>(Pass { panel, nb, acts, act_rb, t0, dx, sx, corr, y: y.add(r0), y_stride, mask }));
         }
     });
 }
+
+/// Lanes of a panel's rows that exist when `left` rows remain (bit r: row r).
+fn row_mask(left: usize) -> u16 {
+    ((1u32 << left.min(16)) - 1) as u16
+}
+
+/// NaN in every output (the kernels' answer to shapes that do not fit).
+///
+/// # Safety
+/// As for the kernels: y valid for writes at t·y_stride + r, r < rows, t < n_tokens.
+unsafe fn nan_out(rows: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
+    for t in 0..n_tokens {
+        for r in 0..rows {
+            *y.add(t * y_stride + r) = f32::NAN;
+        }
+    }
+}
+
 
 impl Scratch {
     /// Per token and block: d as f32, (Q4_1) s as f32, and offset·Σ quants.
@@ -242,7 +262,8 @@ unsafe fn transpose8x8(r: [__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// What one pass of up to [`TOKENS`] tokens over the panel reads and writes.
+/// What one pass of up to [`TOKENS`] tokens over a panel reads and writes (the activations'
+/// scales and corrections only for the legacy types).
 struct Pass<'a> {
     panel: &'a [Z],
     nb: usize,
@@ -254,7 +275,8 @@ struct Pass<'a> {
     corr: &'a [i32],
     y: *mut f32,
     y_stride: usize,
-    both: bool,
+    /// The panel's rows that exist (bit r: row r).
+    mask: u16,
 }
 
 /// N tokens (t0..t0+N) against the panel's 16 rows, every block, accumulators in registers.
@@ -287,12 +309,7 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
         }
     }
     for (t, v) in acc.iter().enumerate() {
-        let out = a.y.add((a.t0 + t) * a.y_stride);
-        if a.both {
-            _mm512_storeu_ps(out, *v);
-        } else {
-            _mm512_mask_storeu_ps(out, 0x00FF, *v);
-        }
+        _mm512_mask_storeu_ps(a.y.add((a.t0 + t) * a.y_stride), a.mask, *v);
     }
 }
 
@@ -325,37 +342,16 @@ unsafe fn gemm_k<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act
     let nb = rb / b;
     let ok = rb == nb * b && act_rb == nb * Q8K_BYTES && w.len() >= rows * rb && acts.len() >= n_tokens * act_rb;
     if !ok {
-        for t in 0..n_tokens {
-            for r in 0..rows {
-                *y.add(t * y_stride + r) = f32::NAN;
-            }
-        }
-        return;
+        return nan_out(rows, n_tokens, y, y_stride);
     }
     PANEL_K.with_borrow_mut(|panel| {
         if panel.len() < nb * units {
             panel.resize(nb * units, Z([0; 64]));
         }
         for r0 in (0..rows).step_by(16) {
-            let nr = 16.min(rows - r0);
-            fill_panel_k::<T>(w, rb, r0, nr, nb, panel);
-            let mut t0 = 0;
-            while t0 < n_tokens {
-                let nt = TOKENS.min(n_tokens - t0);
-                let mask = ((1u32 << nr) - 1) as u16;
-                let args = PassK { panel, nb, acts, act_rb, t0, y: y.add(r0), y_stride, mask };
-                match nt {
-                    8 => pass_k::<T, 8>(&args),
-                    7 => pass_k::<T, 7>(&args),
-                    6 => pass_k::<T, 6>(&args),
-                    5 => pass_k::<T, 5>(&args),
-                    4 => pass_k::<T, 4>(&args),
-                    3 => pass_k::<T, 3>(&args),
-                    2 => pass_k::<T, 2>(&args),
-                    _ => pass_k::<T, 1>(&args),
-                }
-                t0 += nt;
-            }
+            fill_panel_k::<T>(w, rb, r0, 16.min(rows - r0), nb, panel);
+            let mask = row_mask(rows - r0);
+            token_tiles!(n_tokens, t0 => pass_k::<T>(Pass { panel, nb, acts, act_rb, t0, dx: &[], sx: &[], corr: &[], y: y.add(r0), y_stride, mask }));
         }
     });
 }
@@ -426,24 +422,11 @@ unsafe fn fill_panel_k<const T: u8>(w: &[u8], rb: usize, r0: usize, nr: usize, n
     }
 }
 
-/// What one pass of up to [`TOKENS`] tokens over a K-quant panel reads and writes.
-struct PassK<'a> {
-    panel: &'a [Z],
-    nb: usize,
-    acts: &'a [u8],
-    act_rb: usize,
-    t0: usize,
-    y: *mut f32,
-    y_stride: usize,
-    /// The panel's rows that exist (bit r: row r).
-    mask: u16,
-}
-
 /// N tokens (t0..t0+N) against a K-quant panel, every super-block: per sub-block the exact dot
 /// by `vpdpbusd`, times its scale; then the type's step lane-wise.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn pass_k<const T: u8, const N: usize>(a: &PassK) {
+unsafe fn pass_k<const T: u8, const N: usize>(a: &Pass) {
     let (_, nsub, dw, units) = kshape(T);
     let mut acc = [_mm512_setzero_ps(); N];
     let act: [*const u8; N] = std::array::from_fn(|t| a.acts.as_ptr().add((a.t0 + t) * a.act_rb));

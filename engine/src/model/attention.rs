@@ -332,7 +332,7 @@ mod x512 {
         let ok = std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("f16c");
-        if !ok || sh.n_kv_head == 0 || !sh.n_head.is_multiple_of(sh.n_kv_head) || sh.head_dim != sh.head_dim_v
+        if !ok || sh.n_kv_head == 0 || !sh.n_head.is_multiple_of(sh.n_kv_head) || sh.head_dim != sh.head_dim_v || sh.n_head / sh.n_kv_head > MAX_GROUP
         {
             return None;
         }
@@ -343,6 +343,9 @@ mod x512 {
             _ => return None,
         })
     }
+
+    /// Most query heads sharing a KV head that this kernel takes.
+    const MAX_GROUP: usize = 128;
 
     /// NC: 16-lane chunks per head row.
     #[target_feature(enable = "avx512f,fma,f16c")]
@@ -355,7 +358,7 @@ mod x512 {
     ) {
         let sh = it.sh;
         let hd = 16 * NC;
-        let (kw, vw) = (sh.n_kv_head * hd, sh.n_kv_head * hd);
+        let kw = sh.n_kv_head * hd;
         let keys = it.cache.keys(it.layer);
         let values = it.cache.values(it.layer);
         let n = it.pos + 1 - it.first;
@@ -376,47 +379,75 @@ mod x512 {
                 *scores.get_unchecked_mut(h * n + j) = _mm512_reduce_add_ps(acc) * sh.scale;
             }
         }
-        let mut inv = [0f32; 16];
+        let mut inv = [0f32; MAX_GROUP];
         for h in 0..heads {
-            let sum = softmax_numerators(&mut scores[h * n..(h + 1) * n]);
-            if h < 16 {
-                inv[h] = 1.0 / sum;
+            inv[h] = 1.0 / softmax_numerators(&mut scores[h * n..(h + 1) * n]);
+        }
+        // Σ p·v in 16 accumulator registers: HB heads × CB 16-lane chunks per pass over the
+        // values (every V row widened once per pass); each output lane sums its keys in order,
+        // whatever the pass shape.
+        let pv = Pv { it, values, n, hd, scores, inv: &inv, o: o.as_mut_ptr() };
+        match (heads, NC) {
+            (1, 16) => pv.run::<16, 1>(heads, NC),
+            (1, _) | (2..=3, 8..) => pv.run::<8, 2>(heads, NC),
+            _ => pv.run::<4, 4>(heads, NC),
+        }
+    }
+
+    /// What the Σ p·v passes read and write.
+    struct Pv<'a> {
+        it: &'a Item<'a>,
+        values: &'a [half::f16],
+        n: usize,
+        hd: usize,
+        /// Softmax numerators, [heads][n].
+        scores: &'a [f32],
+        /// 1 / Σ numerators per head.
+        inv: &'a [f32; MAX_GROUP],
+        o: *mut f32,
+    }
+
+    impl Pv<'_> {
+        /// All heads and chunks, HB heads × CB chunks (CB dividing nc) at a time.
+        #[inline]
+        #[target_feature(enable = "avx512f,fma,f16c")]
+        unsafe fn run<const CB: usize, const HB: usize>(&self, heads: usize, nc: usize) {
+            let cb = CB.min(nc);
+            for h0 in (0..heads).step_by(HB) {
+                for c0 in (0..nc).step_by(cb) {
+                    self.pass::<CB, HB>(h0, HB.min(heads - h0), c0, cb);
+                }
             }
         }
-        // Σ p·v: up to 16 accumulator registers, so 16/NC heads per pass over the values.
-        let per_pass = (16 / NC).max(1);
-        let mut h0 = 0;
-        while h0 < heads {
-            let hs = per_pass.min(heads - h0);
-            let mut acc = [[_mm512_setzero_ps(); NC]; 4];
+
+        /// Heads h0..h0+hs, chunks c0..c0+cb (hs <= HB, cb <= CB).
+        #[inline]
+        #[target_feature(enable = "avx512f,fma,f16c")]
+        unsafe fn pass<const CB: usize, const HB: usize>(&self, h0: usize, hs: usize, c0: usize, cb: usize) {
+            let it = self.it;
+            let (n, hd) = (self.n, self.hd);
+            let vw = it.sh.n_kv_head * hd;
+            let mut acc = [[_mm512_setzero_ps(); CB]; HB];
             for j in 0..n {
                 let slot = it.cache.slot(it.layer, it.first + j);
-                let vp = values[slot * vw + it.kvh * hd..][..hd].as_ptr();
-                for c in 0..NC {
-                    let v = widen(vp, c);
+                let vp = self.values.as_ptr().add(slot * vw + it.kvh * hd + 16 * c0);
+                let p: [__m512; HB] = std::array::from_fn(|h| _mm512_set1_ps(if h < hs { *self.scores.get_unchecked((h0 + h) * n + j) } else { 0.0 }));
+                for c in 0..cb {
+                    let v = _mm512_cvtph_ps(_mm256_loadu_si256(vp.add(16 * c) as *const __m256i));
                     for (h, a) in acc.iter_mut().enumerate().take(hs) {
-                        let p = _mm512_set1_ps(*scores.get_unchecked((h0 + h) * n + j));
-                        a[c] = _mm512_fmadd_ps(p, v, a[c]);
+                        a[c] = _mm512_fmadd_ps(p[h], v, a[c]);
                     }
                 }
             }
             for (h, a) in acc.iter().enumerate().take(hs) {
-                let hh = h0 + h;
-                let scale = _mm512_set1_ps(if hh < 16 {
-                    inv[hh]
-                } else {
-                    1.0 / scores[hh * n..(hh + 1) * n].iter().sum::<f32>()
-                });
-                for (c, ac) in a.iter().enumerate() {
-                    _mm512_storeu_ps(
-                        o.as_mut_ptr().add(hh * hd + 16 * c),
-                        _mm512_mul_ps(*ac, scale),
-                    );
+                let scale = _mm512_set1_ps(self.inv[h0 + h]);
+                for (c, ac) in a.iter().enumerate().take(cb) {
+                    _mm512_storeu_ps(self.o.add((h0 + h) * hd + 16 * (c0 + c)), _mm512_mul_ps(*ac, scale));
                 }
             }
-            h0 += hs;
         }
     }
+
     /// s[j] = e^(s[j] − max s) sixteen at a time ([`exp_v`], the same values as `exp`); returns
     /// their sum (sixteen partial sums, then reduced: one order for every batch).
     #[inline]

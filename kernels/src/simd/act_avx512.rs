@@ -9,12 +9,11 @@ use std::arch::x86_64::*;
 /// Callers must have detected AVX-512 F/BW (see `simd::isa`). `x.len() == 256·y.len()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 pub unsafe fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
-    let sign = _mm512_set1_ps(-0.0);
     for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let v: [__m512; 16] = std::array::from_fn(|k| _mm512_loadu_ps(x.as_ptr().add(16 * k)));
         let mut m = _mm512_setzero_ps();
         for vk in &v {
-            m = _mm512_max_ps(m, _mm512_andnot_ps(sign, *vk));
+            m = _mm512_max_ps(m, _mm512_abs_ps(*vk));
         }
         let amax = _mm512_reduce_max_ps(m);
         if amax == 0.0 {
@@ -25,7 +24,7 @@ pub unsafe fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
         let am = _mm512_set1_ps(amax);
         let mut max = amax;
         for (k, vk) in v.iter().enumerate() {
-            let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_andnot_ps(sign, *vk), am);
+            let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(*vk), am);
             if hit != 0 {
                 max = x[16 * k + hit.trailing_zeros() as usize];
                 break;
@@ -47,10 +46,9 @@ pub unsafe fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn q8_32(x: &[f32], qs: &mut [i8; QK8_0]) -> (f32, i32) {
-    let sign = _mm512_set1_ps(-0.0);
     let v0 = _mm512_loadu_ps(x.as_ptr());
     let v1 = _mm512_loadu_ps(x.as_ptr().add(16));
-    let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let idv = _mm512_set1_ps(id);

@@ -234,11 +234,19 @@ unsafe fn fill_panel<const T: u8>(w: &[u8], rb: usize, r0: usize, both: bool, nb
         for j in 0..8 {
             _mm512_store_si512(unit.add(j) as *mut __m512i, _mm512_inserti64x4(_mm512_castsi256_si512(lo[j]), hi[j], 1));
         }
-        _mm512_store_ps(unit.add(8) as *mut f32, _mm512_insertf32x8(_mm512_castps256_ps512(dlo), dhi, 1));
+        _mm512_store_ps(unit.add(8) as *mut f32, join(dlo, dhi));
         if bias {
-            _mm512_store_ps(unit.add(9) as *mut f32, _mm512_insertf32x8(_mm512_castps256_ps512(mlo), mhi, 1));
+            _mm512_store_ps(unit.add(9) as *mut f32, join(mlo, mhi));
         }
     }
+}
+
+/// [lo | hi] as one vector (AVX-512F only: `_mm512_insertf32x8` would need DQ, and outside it
+/// is a call, not an instruction).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn join(lo: __m256, hi: __m256) -> __m512 {
+    _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1))
 }
 
 /// 8×8 transpose of dwords: out[j] lane k = rows[k] lane j.

@@ -231,9 +231,7 @@ unsafe fn fill_panel<const T: u8>(w: &[u8], rb: usize, r0: usize, both: bool, nb
         let (lo, dlo, mlo) = half_panel(0);
         let (hi, dhi, mhi) = half_panel(1);
         let unit = panel.as_mut_ptr().add(i * UNITS);
-        for j in 0..8 {
-            _mm512_store_si512(unit.add(j) as *mut __m512i, _mm512_inserti64x4(_mm512_castsi256_si512(lo[j]), hi[j], 1));
-        }
+        store_units(unit, lo, hi);
         _mm512_store_ps(unit.add(8) as *mut f32, join(dlo, dhi));
         if bias {
             _mm512_store_ps(unit.add(9) as *mut f32, join(mlo, mhi));
@@ -247,6 +245,15 @@ unsafe fn fill_panel<const T: u8>(w: &[u8], rb: usize, r0: usize, both: bool, nb
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn join(lo: __m256, hi: __m256) -> __m512 {
     _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1))
+}
+
+/// Units j = 0..8 from rows 0..8 (`lo[j]`) and rows 8..16 (`hi[j]`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn store_units(unit: *mut Z, lo: [__m256i; 8], hi: [__m256i; 8]) {
+    for (j, (l, h)) in lo.into_iter().zip(hi).enumerate() {
+        _mm512_store_si512(unit.add(j) as *mut __m512i, _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1));
+    }
 }
 
 /// 8×8 transpose of dwords: out[j] lane k = rows[k] lane j.
@@ -420,12 +427,11 @@ unsafe fn fill_panel_k<const T: u8>(w: &[u8], rb: usize, r0: usize, nr: usize, n
                 lane_u32(88, r, fp16(crate::quants::Half([*blk.add(208), *blk.add(209)])).to_bits());
             }
         }
+        // Vector v of the 16 rows becomes units 8v..8v+8 (v indexes q's inner dimension).
+        #[allow(clippy::needless_range_loop)]
         for v in 0..8 {
-            let lo = transpose8x8(std::array::from_fn(|r| q[r][v]));
-            let hi = transpose8x8(std::array::from_fn(|r| q[8 + r][v]));
-            for m in 0..8 {
-                _mm512_store_si512(unit.add(8 * v + m) as *mut __m512i, _mm512_inserti64x4(_mm512_castsi256_si512(lo[m]), hi[m], 1));
-            }
+            let column = |r0: usize| transpose8x8(std::array::from_fn(|r| q[r0 + r][v]));
+            store_units(unit.add(8 * v), column(0), column(8));
         }
     }
 }

@@ -12,7 +12,7 @@ use half::f16;
 use kiln_kernels::ThreadPool;
 
 use super::kv::KvCache;
-use super::ops::exp_neg as exp;
+use super::ops::{exp_neg as exp, SharedMut};
 
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
@@ -25,12 +25,6 @@ pub struct AttnShape {
     /// A query at position p sees keys at p' with p − p' < window.
     pub window: Option<usize>,
 }
-
-/// A raw pointer that threads write through at disjoint offsets.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
 
 thread_local! {
     /// Scores of one work item; grows to the longest context seen, then stays.
@@ -61,9 +55,6 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
     let per_tok = sh.n_head / per;
     let items = n_tok * per_tok;
     pool.run(|t, nt| {
-        // Capture the whole wrapper (Sync), not its raw-pointer field.
-        #[allow(clippy::redundant_locals)]
-        let out_ptr = out_ptr;
         SCORES.with(|buf| {
             let mut scores = buf.borrow_mut();
             let mut item = t;
@@ -77,7 +68,7 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
                 }
                 let qh = &q[(i * sh.n_head + h0) * hd..][..per * hd];
                 // SAFETY: every (token, head range) item writes its own disjoint slice of `out`.
-                let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((i * sh.n_head + h0) * hdv), per * hdv) };
+                let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add((i * sh.n_head + h0) * hdv), per * hdv) };
                 let it = Item { cache, layer, kvh: h0 / group, first, pos, sh };
                 // SAFETY: each kernel is chosen only where its CPU features were detected.
                 unsafe { kernel(&it, qh, per, &mut scores[..need], o) };

@@ -20,7 +20,7 @@ pub fn for_rows2(pool: &ThreadPool, n: usize, a: &mut [f32], wa: usize, b: &mut 
     if n < PAR_MIN_ROWS || nt == 1 {
         return f(0, a, b);
     }
-    let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
+    let (pa, pb) = (SharedMut(a.as_mut_ptr()), SharedMut(b.as_mut_ptr()));
     pool.run(|t, nt| {
         let (r0, r1) = (n * t / nt, n * (t + 1) / nt);
         // SAFETY: the ranges r0..r1 of the threads are disjoint and lie inside a and b.
@@ -67,11 +67,12 @@ pub fn add_norm_rows(pool: &ThreadPool, n: usize, h: &mut [f32], o: &mut [f32], 
 
 /// A raw pointer the pool's threads write through at disjoint offsets.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole Sync wrapper, not its field).
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -123,17 +123,24 @@ impl Rope {
         let half = self.n_rot / 2;
         let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
         let (mut sin, mut cos) = ([0f32; MAX_HALF], [0f32; MAX_HALF]);
-        let mut theta = pos as f32 * self.freq_scale;
+        let mut past_table = pos as f32 * self.freq_scale;
         for i in 0..half.min(MAX_HALF) {
-            (sin[i], cos[i]) = theta.sin_cos();
-            theta *= theta_scale;
+            (sin[i], cos[i]) = past_table.sin_cos();
+            past_table *= theta_scale;
         }
         for x in xs.iter_mut() {
             for head in x.chunks_exact_mut(head_dim) {
-                let mut theta = pos as f32 * self.freq_scale;
+                // Past the table (n_rot > 512, no model seen so far) the same sequence of angles
+                // goes on here.
+                let mut theta = past_table;
                 for i in 0..half {
-                    // Past the table (n_rot > 512, no model seen so far) the same angles, computed here.
-                    let (sin, cos) = if i < MAX_HALF { (sin[i], cos[i]) } else { theta.sin_cos() };
+                    let (sin, cos) = if i < MAX_HALF {
+                        (sin[i], cos[i])
+                    } else {
+                        let sc = theta.sin_cos();
+                        theta *= theta_scale;
+                        sc
+                    };
                     let (a, b) = match self.mode {
                         RopeMode::Norm => (2 * i, 2 * i + 1),
                         RopeMode::Neox => (i, i + half),
@@ -141,7 +148,6 @@ impl Rope {
                     let (x0, x1) = (head[a], head[b]);
                     head[a] = x0 * cos - x1 * sin;
                     head[b] = x0 * sin + x1 * cos;
-                    theta *= theta_scale;
                 }
             }
         }

@@ -87,6 +87,13 @@ unsafe fn quants<const T: u8>(p: *const u8) -> __m256i {
     }
 }
 
+/// The f16 at `p` as f32 (block scales read by address).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn fp16_at(p: *const u8) -> f32 {
+    fp16(crate::quants::Half([*p, *p.add(1)]))
+}
+
 /// 64 bytes, the panel's unit (one zmm).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -152,8 +159,8 @@ unsafe fn gemm<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_r
         let Scratch { panel, dx, sx, corr } = s;
         let (dx, sx, corr) = (&dx[..], &sx[..], &corr[..]);
         for r0 in (0..rows).step_by(16) {
+            fill_panel::<T>(w, rb, r0, 16.min(rows - r0), nb, panel);
             let mask = row_mask(rows - r0);
-            fill_panel::<T>(w, rb, r0, mask == 0xFFFF, nb, panel);
             token_tiles!(n_tokens, t0 => pass::<T>(Pass { panel, nb, acts, act_rb, t0, dx, sx, corr, y: y.add(r0), y_stride, mask }));
         }
     });
@@ -176,7 +183,6 @@ unsafe fn nan_out(rows: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
     }
 }
 
-
 impl Scratch {
     /// Per token and block: d as f32, (Q4_1) s as f32, and offset·Σ quants.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -191,14 +197,13 @@ impl Scratch {
         if self.corr.len() < n {
             self.corr.resize(n, 0);
         }
-        let half = |p: *const u8| _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16((p as *const i16).read_unaligned())));
         for t in 0..n_tokens {
             for i in 0..nb {
                 let blk = acts.as_ptr().add(t * act_rb + i * ab);
                 let k = t * nb + i;
-                *self.dx.get_unchecked_mut(k) = half(blk);
+                *self.dx.get_unchecked_mut(k) = fp16_at(blk);
                 if bias {
-                    *self.sx.get_unchecked_mut(k) = half(blk.add(2));
+                    *self.sx.get_unchecked_mut(k) = fp16_at(blk.add(2));
                 }
                 if off != 0 {
                     let q = _mm256_loadu_si256(blk.add(aq) as *const __m256i);
@@ -210,16 +215,16 @@ impl Scratch {
     }
 }
 
-/// Unpacks rows r0..r0+16 (r0..r0+8 and zeros when `!both`) into the panel: per block, unit j
+/// Unpacks rows r0..r0+nr (nr is 8 or 16; missing rows are zeros) into the panel: per block, unit j
 /// (j < 8) holds elements 4j..4j+4 of row r in dword lane r, unit 8 the rows' d, unit 9 their m.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn fill_panel<const T: u8>(w: &[u8], rb: usize, r0: usize, both: bool, nb: usize, panel: &mut [Z]) {
+unsafe fn fill_panel<const T: u8>(w: &[u8], rb: usize, r0: usize, nr: usize, nb: usize, panel: &mut [Z]) {
     let (b, h, _, bias, _, _) = shape(T);
     let group = |g: usize| w.as_ptr().add((r0 + 8 * g) * rb);
     for i in 0..nb {
         let half_panel = |g: usize| -> ([__m256i; 8], __m256, __m256) {
-            if g == 1 && !both {
+            if 8 * g >= nr {
                 return ([_mm256_setzero_si256(); 8], _mm256_setzero_ps(), _mm256_setzero_ps());
             }
             let gb = group(g).add(i * 8 * b);
@@ -305,6 +310,7 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
         let unit = a.panel.as_ptr().add(i * UNITS);
         let wq: [__m512i; 8] = std::array::from_fn(|j| _mm512_load_si512(unit.add(j) as *const __m512i));
         let dw = _mm512_load_ps(unit.add(8) as *const f32);
+        let mw = if bias { _mm512_load_ps(unit.add(9) as *const f32) } else { _mm512_setzero_ps() };
         for t in 0..N {
             let q = act[t].add(i * ab) as *const i32;
             let mut c = _mm512_setzero_si512();
@@ -318,7 +324,6 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
             let cw = _mm512_mul_ps(_mm512_cvtepi32_ps(c), dw);
             acc[t] = _mm512_fmadd_ps(cw, _mm512_set1_ps(*a.dx.get_unchecked(k)), acc[t]);
             if bias {
-                let mw = _mm512_load_ps(unit.add(9) as *const f32);
                 acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*a.sx.get_unchecked(k)), acc[t]);
             }
         }
@@ -405,9 +410,8 @@ unsafe fn fill_panel_k<const T: u8>(w: &[u8], rb: usize, r0: usize, nr: usize, n
                     lane_u32(64 + j, r, byte(j));
                     lane_u32(72 + j, r, byte(8 + j) * 0x1_0001);
                 }
-                let h = |o: usize| fp16(crate::quants::Half([*blk.add(o), *blk.add(o + 1)]));
-                lane_u32(80, r, h(0).to_bits());
-                lane_u32(81, r, (-h(2)).to_bits());
+                lane_u32(80, r, fp16_at(blk).to_bits());
+                lane_u32(81, r, (-fp16_at(blk.add(2))).to_bits());
             } else {
                 for n in 0..2 {
                     let (l0, l1, hb) = (ld(64 * n), ld(64 * n + 32), ld(128 + 32 * n));
@@ -424,7 +428,7 @@ unsafe fn fill_panel_k<const T: u8>(w: &[u8], rb: usize, r0: usize, nr: usize, n
                 for p in 0..8 {
                     lane_u32(80 + p, r, (sc(2 * p) as i16 as u16 as u32) | (sc(2 * p + 1) as i16 as u16 as u32) << 16);
                 }
-                lane_u32(88, r, fp16(crate::quants::Half([*blk.add(208), *blk.add(209)])).to_bits());
+                lane_u32(88, r, fp16_at(blk.add(208)).to_bits());
             }
         }
         // Vector v of the 16 rows becomes units 8v..8v+8 (v indexes q's inner dimension).

@@ -1,6 +1,6 @@
 //! CPU kernel throughput: `dequant/<type>`, `vec_dot/<type>`, `matvec/<type>` (and
-//! `matvec/<type>-x8`, the row-interleaved layout, `-t` the transposed K-quant blocks), `matmul/<type>`
-//! (and `matmul/<type>-x8`),
+//! `matvec/<type>-x8`, the row-interleaved layout, `-t` the transposed K-quant blocks, `-l16`
+//! K-quant rows as vector lanes), `matmul/<type>` (and the same layouts),
 //! reported as bytes of weights per second (compare matvec with the memory read bandwidth from
 //! /work/shared/tools/membw.c). matmul also prints GFLOP/s (2·rows·cols·tokens per run).
 //!
@@ -85,11 +85,12 @@ fn bench_vec_dot(c: &mut Criterion) {
         let mut y = vec![0f32; rows];
         g.throughput(Throughput::Bytes(w.len() as u64));
         g.bench_function(ty.name(), |b| b.iter(|| matmul_q(&pool, &m, &acts, 1, black_box(&mut y))));
-        if repack::best_layout(ty, rows, cols) == Layout::Transposed {
+        let layout = repack::best_layout(ty, rows, cols);
+        if layout != Layout::RowMajor {
             let mut wt = w.clone();
-            repack::repack_in_place(ty, &mut wt, rows, cols, Layout::Transposed);
-            let mt = QMatrix::new(ty, &wt, rows, cols).unwrap().with_layout(Layout::Transposed);
-            g.bench_function(format!("{}-t", ty.name()), |b| b.iter(|| matmul_q(&pool, &mt, &acts, 1, black_box(&mut y))));
+            repack::repack_in_place(ty, &mut wt, rows, cols, layout);
+            let mt = QMatrix::new(ty, &wt, rows, cols).unwrap().with_layout(layout);
+            g.bench_function(format!("{}-{}", ty.name(), tag(layout)), |b| b.iter(|| matmul_q(&pool, &mt, &acts, 1, black_box(&mut y))));
         }
     }
     g.finish();
@@ -126,8 +127,7 @@ fn bench_matvec(c: &mut Criterion) {
             let mut wi = w.clone();
             repack::repack_in_place(ty, &mut wi, rows, cols, layout);
             let mi = QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(layout);
-            let tag = if layout == Layout::Transposed { "t" } else { "x8" };
-            g.bench_function(BenchmarkId::new(format!("{}-{tag}", ty.name()), format!("{rows}x{cols}")), |b| {
+            g.bench_function(BenchmarkId::new(format!("{}-{}", ty.name(), tag(layout)), format!("{rows}x{cols}")), |b| {
                 b.iter(|| matmul(&pool, &mi, &x, 1, black_box(&mut y), &mut acts))
             });
         }
@@ -160,8 +160,7 @@ fn bench_matmul(c: &mut Criterion) {
         repack::repack_in_place(ty, &mut wi, rows, cols, layout);
         let mut cases = vec![(String::new(), QMatrix::new(ty, &w, rows, cols).unwrap())];
         if layout != Layout::RowMajor {
-            let tag = if layout == Layout::Transposed { "-t" } else { "-x8" };
-            cases.push((tag.to_string(), QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(layout)));
+            cases.push((format!("-{}", tag(layout)), QMatrix::new(ty, &wi, rows, cols).unwrap().with_layout(layout)));
         }
         for (tag, m) in cases {
             // GFLOP/s of the product alone (activations quantized once, as the engine does).
@@ -179,6 +178,16 @@ fn bench_matmul(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// A repacked layout's suffix in bench names.
+fn tag(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Transposed => "t",
+        Layout::Interleaved8 => "x8",
+        Layout::Lanes16 => "l16",
+        Layout::RowMajor => "",
+    }
 }
 
 fn config() -> Criterion {

@@ -170,3 +170,36 @@ fn releasing_the_header_keeps_tensors_and_metadata() {
     let mut mapped = mapped;
     assert_eq!(mapped.release_header(), 0, "a memory map keeps its pages");
 }
+
+/// The huge-page copy moves the file so that its tensors start on 64-byte lines (GGUF aligns
+/// them to 32), with the same bytes and parse as the memory map; releasing its header then zeroes
+/// only header bytes.
+#[test]
+fn huge_page_copy_puts_tensors_on_cache_lines() {
+    use kiln_engine::gguf::WeightMemory;
+    let q = vec![0x5Au8; 16 * 144];
+    // A name whose length puts the data section at 32 mod 64.
+    let file = (0..64)
+        .map(|n| {
+            let mut out = Vec::new();
+            GgufWriter::new(3, 32).metadata("general.name", Value::String("x".repeat(n))).tensor("w", &[256, 16], GgmlType::Q4_K, &q).write(&mut out).unwrap();
+            out
+        })
+        .find(|b| GgufFile::from_bytes(b.clone()).unwrap().data_offset() % 64 == 32)
+        .expect("some name length misaligns the data section");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    std::fs::write(&path, &file).unwrap();
+    let mapped = GgufFile::open_with(&path, WeightMemory::Mmap).unwrap();
+    let mut copied = GgufFile::open_with(&path, WeightMemory::HugePages).unwrap();
+    assert!(mapped.data() == copied.data(), "the copy's bytes differ from the file");
+    assert_eq!(mapped.tensors(), copied.tensors());
+    let t = copied.tensor("w").unwrap().clone();
+    assert_eq!(copied.tensor_data(&t), &q[..]);
+    if cfg!(target_os = "linux") {
+        assert_eq!(copied.tensor_data(&t).as_ptr() as usize % 64, 0, "tensor not on a cache line");
+    }
+    let released = copied.release_header();
+    assert!(copied.data()[..released].iter().all(|&b| b == 0));
+    assert_eq!(copied.tensor_data(&t), &q[..], "releasing the header touched the tensor");
+}

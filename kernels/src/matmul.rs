@@ -265,7 +265,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         }
         let rb = w.row_bytes();
         #[cfg(target_arch = "x86_64")]
-        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| amx && n_tokens >= AMX_MIN_TOKENS && w.layout != Layout::Transposed && simd::amx::available());
+        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| amx && n_tokens >= AMX_MIN_TOKENS && matches!(w.layout, Layout::RowMajor | Layout::Interleaved8) && simd::amx::available());
         #[cfg(not(target_arch = "x86_64"))]
         let amx: Option<()> = {
             let _ = amx;
@@ -278,12 +278,15 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             (CHUNK_BYTES / rb.max(1)).clamp(4, MAX_CHUNK_ROWS).min(w.rows.div_ceil(2 * pool.n_threads()))
         };
         let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
-        // Interleaved weights are cut at group boundaries.
-        let interleaved = w.layout == Layout::Interleaved8;
-        let gemm = simd::gemm_fn(w.ty, w.layout).filter(|_| n_tokens > 1 && amx.is_none());
-        // The prefill kernels take 16 rows at a time.
+        // Rows-as-lanes kernels: prefill, and every product over rows held as lanes.
+        let gemm = simd::gemm_fn(w.ty, w.layout).filter(|_| (n_tokens > 1 || w.layout == Layout::Lanes16) && amx.is_none());
+        // They take 16 rows at a time; repacked weights are cut at group boundaries.
         let chunk = if gemm.is_some() { chunk.next_multiple_of(2 * repack::GROUP) } else { chunk };
-        let chunk = if interleaved { chunk.next_multiple_of(repack::GROUP) } else { chunk };
+        let chunk = match w.layout {
+            Layout::Interleaved8 => chunk.next_multiple_of(repack::GROUP),
+            Layout::Lanes16 => chunk.next_multiple_of(repack::LANES),
+            _ => chunk,
+        };
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
         // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`). Transposed blocks
         // have all three of their own (and never reach `dot`, see `run_chunk`).
@@ -296,7 +299,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
                 let rows = match w.layout {
                     Layout::Interleaved8 => simd::matvec_rows_x8_fn(w.ty),
                     Layout::RowMajor => simd::matvec_rows_fn(w.ty),
-                    Layout::Transposed => None,
+                    Layout::Transposed | Layout::Lanes16 => None,
                 };
                 (rows, simd::tile_fn(w.ty).filter(|_| n_tokens > 1 || w.ty.is_k_quant()), simd::tile_rows_fn(w.ty))
             }
@@ -446,8 +449,13 @@ thread_local! {
 fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, mut r0: usize, r1: usize) {
     let rb = p.rb;
     if let Some(f) = p.gemm {
-        // Interleaved weights: whole groups here, the row-major tail below.
-        let full = if p.w.layout == Layout::Interleaved8 { (p.w.rows / repack::GROUP * repack::GROUP).min(r1) } else { r1 };
+        // Repacked weights: whole groups here, the row-major tail below.
+        let group = match p.w.layout {
+            Layout::Interleaved8 => repack::GROUP,
+            Layout::Lanes16 => repack::LANES,
+            _ => 1,
+        };
+        let full = (p.w.rows / group * group).min(r1);
         if full > r0 {
             // SAFETY: rows r0..full of every token belong to this chunk alone, and y holds
             // n_tokens rows of p.w.rows (checked in matmul_q_many_with).
@@ -456,6 +464,10 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, mut r0: usize, r1: u
         }
         if r0 == r1 {
             return;
+        }
+        if p.w.layout == Layout::Lanes16 {
+            // The rows past the last group are row-major.
+            return run_chunk_row_major(p, &p.w.data[r0 * rb..r1 * rb], qx, n_tokens, r0, r1);
         }
     }
     if n_tokens == 1 {
@@ -644,7 +656,8 @@ mod tests {
         }
     }
 
-    /// Repacked weights (interleaved legacy rows, transposed K-quant blocks) give every path
+    /// Repacked weights (interleaved legacy rows, transposed K-quant blocks, K-quant rows as
+    /// lanes) give every path
     /// (mat-vec, tiles of 8 and fewer tokens, AMX where present) the same bits as the row-major
     /// ones, including the row-major tail past the last interleaved group.
     #[test]
@@ -658,9 +671,13 @@ mod tests {
             (GgmlType::Q8_0, Layout::Interleaved8, 640),
             (GgmlType::Q4_K, Layout::Transposed, 768),
             (GgmlType::Q6_K, Layout::Transposed, 768),
+            (GgmlType::Q4_K, Layout::Lanes16, 768),
+            (GgmlType::Q6_K, Layout::Lanes16, 768),
         ];
         for (ty, layout, cols) in cases {
-            for rows in [8, 61, 300] {
+            // One group, groups with a row-major tail, many chunks.
+            let first = if layout == Layout::Lanes16 { repack::LANES } else { repack::GROUP };
+            for rows in [first, 61, 300] {
                 if repack::best_layout(ty, rows, cols) != layout {
                     eprintln!("{ty}: no {layout:?} kernel on this CPU; checking the row-major copy path");
                 }

@@ -55,15 +55,21 @@ pub enum Layout {
     /// the AVX2 kernels' vectors hold one element of every group side by side (see
     /// [`transposed_slot`]): all of a block's products then share one scale vector.
     Transposed,
+    /// Q4_K / Q6_K in groups of [`LANES`] rows, each super-block of the 16 rows stored as one
+    /// block with row r in the 32-bit lane r of every vector (see the module docs).
+    Lanes16,
 }
 
 /// The layout the kernels of this CPU read a `rows`×`cols` matrix of `ty` fastest in, as
 /// [`repack_in_place`] makes it: [`Layout::Interleaved8`] for the legacy types with an
-/// interleaved mat-vec, [`Layout::Transposed`] for Q4_K / Q6_K with transposed kernels, else
+/// interleaved mat-vec, [`Layout::Lanes16`] for Q4_K / Q6_K with rows-as-lanes kernels (AVX-512
+/// VNNI), [`Layout::Transposed`] for them with transposed kernels (AVX2), else
 /// [`Layout::RowMajor`] (also for everything with `KILN_INTERLEAVE=0`).
 pub fn best_layout(ty: GgmlType, rows: usize, cols: usize) -> Layout {
     if interleave_pays(ty, rows, cols) {
         Layout::Interleaved8
+    } else if lanes_pay(ty, rows, cols) {
+        Layout::Lanes16
     } else if ty.row_bytes(cols).is_some() && crate::simd::transposed_fns(ty).is_some() {
         Layout::Transposed
     } else {
@@ -78,6 +84,7 @@ pub fn repack_in_place(ty: GgmlType, data: &mut [u8], rows: usize, cols: usize, 
         Layout::RowMajor => true,
         Layout::Interleaved8 => interleave_in_place(ty, data, rows, cols),
         Layout::Transposed => transpose_in_place(ty, data, rows, cols),
+        Layout::Lanes16 => lanes_in_place(ty, data, rows, cols),
     }
 }
 
@@ -305,21 +312,27 @@ pub fn rows_row_major(w: &QMatrix, r0: usize, r1: usize, out: &mut [u8]) -> bool
         transpose_blocks(ty, out, bb, false);
         return true;
     }
-    if block_shape(ty).is_none() || layout == Layout::RowMajor {
+    let lanes = layout == Layout::Lanes16 && transposed_block_bytes(ty).is_some();
+    if !lanes && (block_shape(ty).is_none() || layout != Layout::Interleaved8) {
         out.copy_from_slice(&data[r0 * rb..r1 * rb]);
         return true;
     }
-    let full = rows / GROUP * GROUP;
-    if r0 < full && !r0.is_multiple_of(GROUP) {
+    let size = if lanes { LANES } else { GROUP };
+    let full = rows / size * size;
+    if r0 < full && !r0.is_multiple_of(size) {
         return false;
     }
     let mut r = r0;
     while r < r1 {
         let o = (r - r0) * rb;
         if r < full {
-            let (group, n) = (&data[r * rb..(r + GROUP) * rb], GROUP.min(r1 - r));
-            by_shape!(ty, group_rows(rb, group, 0, n, &mut out[o..o + n * rb]));
-            r += GROUP;
+            let (group, n) = (&data[r * rb..(r + size) * rb], size.min(r1 - r));
+            if lanes {
+                lanes_rows(ty, rb, group, 0, n, &mut out[o..o + n * rb]);
+            } else {
+                by_shape!(ty, group_rows(rb, group, 0, n, &mut out[o..o + n * rb]));
+            }
+            r += size;
         } else {
             out[o..o + (r1 - r) * rb].copy_from_slice(&data[r * rb..r1 * rb]);
             r = r1;
@@ -338,12 +351,239 @@ pub fn row(w: &QMatrix, r: usize, out: &mut [u8]) -> bool {
     if layout == Layout::Transposed {
         return rows_row_major(w, r, r + 1, out);
     }
+    if layout == Layout::Lanes16 && transposed_block_bytes(ty).is_some() {
+        let g = r / LANES * LANES;
+        if g + LANES <= rows {
+            lanes_rows(ty, rb, &data[g * rb..(g + LANES) * rb], r - g, r - g + 1, out);
+        } else {
+            out.copy_from_slice(&data[r * rb..(r + 1) * rb]);
+        }
+        return true;
+    }
     let full = rows / GROUP * GROUP;
     let g = r / GROUP * GROUP;
-    if layout == Layout::RowMajor || r >= full || by_shape!(ty, group_rows(rb, &data[g * rb..(g + GROUP) * rb], r - g, r - g + 1, out)).is_none() {
+    if layout != Layout::Interleaved8 || r >= full || by_shape!(ty, group_rows(rb, &data[g * rb..(g + GROUP) * rb], r - g, r - g + 1, out)).is_none() {
         out.copy_from_slice(&data[r * rb..(r + 1) * rb]);
     }
     true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows as vector lanes (Layout::Lanes16)
+
+/// Rows per [`Layout::Lanes16`] group.
+pub const LANES: usize = 16;
+
+/// Whether a `rows`×`cols` matrix of `ty` is read faster as [`Layout::Lanes16`] on this CPU:
+/// Q4_K / Q6_K with a rows-as-lanes kernel here, at least one full group.
+pub fn lanes_pay(ty: GgmlType, rows: usize, cols: usize) -> bool {
+    transposed_block_bytes(ty).is_some() && rows >= LANES && ty.row_bytes(cols).is_some() && crate::simd::gemm_fn(ty, Layout::Lanes16).is_some()
+}
+
+/// A super-block's 256 quants in element order, unsigned: Q4_K's 4-bit, Q6_K's 6-bit.
+fn k_quants(ty: GgmlType, b: &[u8]) -> [u8; 256] {
+    let mut q = [0u8; 256];
+    if ty == GgmlType::Q6_K {
+        let (ql, qh) = (&b[..128], &b[128..192]);
+        for n in 0..2 {
+            for l in 0..32 {
+                let (lo, hi) = (ql[64 * n + l], ql[64 * n + 32 + l]);
+                let h = qh[32 * n + l];
+                let e = 128 * n + l;
+                q[e] = (lo & 0xF) | (h & 3) << 4;
+                q[e + 32] = (hi & 0xF) | (h >> 2 & 3) << 4;
+                q[e + 64] = (lo >> 4) | (h >> 4 & 3) << 4;
+                q[e + 96] = (hi >> 4) | (h >> 6 & 3) << 4;
+            }
+        }
+    } else {
+        for c in 0..4 {
+            for l in 0..32 {
+                let v = b[16 + 32 * c + l];
+                q[64 * c + l] = v & 0xF;
+                q[64 * c + 32 + l] = v >> 4;
+            }
+        }
+    }
+    q
+}
+
+/// The inverse of [`k_quants`]: writes the quant bytes of super-block `b` (scales and d stay).
+fn set_k_quants(ty: GgmlType, b: &mut [u8], q: &[u8; 256]) {
+    if ty == GgmlType::Q6_K {
+        for n in 0..2 {
+            for l in 0..32 {
+                let e = 128 * n + l;
+                let (q1, q2, q3, q4) = (q[e], q[e + 32], q[e + 64], q[e + 96]);
+                b[64 * n + l] = (q1 & 0xF) | (q3 & 0xF) << 4;
+                b[64 * n + 32 + l] = (q2 & 0xF) | (q4 & 0xF) << 4;
+                b[128 + 32 * n + l] = (q1 >> 4) | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6;
+            }
+        }
+    } else {
+        for c in 0..4 {
+            for l in 0..32 {
+                b[16 + 32 * c + l] = q[64 * c + l] | q[64 * c + 32 + l] << 4;
+            }
+        }
+    }
+}
+
+/// The 16 row-major super-blocks `src[r]` as one [`Layout::Lanes16`] block `dst`.
+///
+/// Every vector is 64 bytes, 32-bit lane r belonging to row r; "unit u" is elements 4u..4u+3.
+///
+/// Q4_K (2304 bytes):
+/// ```text
+/// [0, 2048)     32 vectors: vector 8p + m (p < 4, m < 8) holds unit 16p + m in its low nibbles
+///               and unit 16p + 8 + m in its high ones (sub-blocks 2p and 2p + 1)
+/// [2048, 2080)  the rows' d (f16), then [2080, 2112) their dmin
+/// [2112, 2240)  two vectors: byte k of lane r = scale of sub-block 4v + k, its min's bits 4-5
+///               in bits 6-7
+/// [2240, 2304)  byte k of lane r = bits 0-3 of the mins of sub-blocks k and k + 4
+/// ```
+/// Q6_K (3360 bytes):
+/// ```text
+/// [0, 3072)     for each sub-block g (16 elements, units 4g..4g+3): three vectors, vector k
+///               holding unit 4g + k in bits 0-5 and bits 2k, 2k+1 of unit 4g + 3 in bits 6-7
+/// [3072, 3328)  the scales (i8), 16 bytes a sub-block, byte r = row r's
+/// [3328, 3360)  the rows' d (f16)
+/// ```
+fn to_lanes(ty: GgmlType, src: &[&[u8]; LANES], dst: &mut [u8]) {
+    let q: [[u8; 256]; LANES] = std::array::from_fn(|r| k_quants(ty, src[r]));
+    if ty == GgmlType::Q6_K {
+        for g in 0..16 {
+            for k in 0..3 {
+                for r in 0..LANES {
+                    for e in 0..4 {
+                        let top = (q[r][4 * (4 * g + 3) + e] >> (2 * k)) & 3;
+                        dst[64 * (3 * g + k) + 4 * r + e] = q[r][4 * (4 * g + k) + e] | top << 6;
+                    }
+                }
+            }
+        }
+        for (r, b) in src.iter().enumerate() {
+            for j in 0..16 {
+                dst[3072 + 16 * j + r] = b[192 + j];
+            }
+            dst[3328 + 2 * r..3330 + 2 * r].copy_from_slice(&b[208..210]);
+        }
+        return;
+    }
+    for p in 0..4 {
+        for m in 0..8 {
+            for r in 0..LANES {
+                for e in 0..4 {
+                    dst[64 * (8 * p + m) + 4 * r + e] = q[r][4 * (16 * p + m) + e] | q[r][4 * (16 * p + 8 + m) + e] << 4;
+                }
+            }
+        }
+    }
+    for (r, b) in src.iter().enumerate() {
+        dst[2048 + 2 * r..2050 + 2 * r].copy_from_slice(&b[0..2]);
+        dst[2080 + 2 * r..2082 + 2 * r].copy_from_slice(&b[2..4]);
+        let packed: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
+        let (sc, mn): ([u8; 8], [u8; 8]) = (
+            std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, packed).0),
+            std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, packed).1),
+        );
+        for k in 0..4 {
+            dst[2112 + 4 * r + k] = sc[k] | (mn[k] >> 4) << 6;
+            dst[2176 + 4 * r + k] = sc[k + 4] | (mn[k + 4] >> 4) << 6;
+            dst[2240 + 4 * r + k] = (mn[k] & 0xF) | (mn[k + 4] & 0xF) << 4;
+        }
+    }
+}
+
+/// The inverse of [`to_lanes`]: row r's super-block into `dst[r]` (for the rows asked for).
+fn from_lanes(ty: GgmlType, src: &[u8], dst: &mut [Option<&mut [u8]>; LANES]) {
+    for (r, out) in dst.iter_mut().enumerate() {
+        let Some(b) = out else { continue };
+        let mut q = [0u8; 256];
+        if ty == GgmlType::Q6_K {
+            for g in 0..16 {
+                for e in 0..4 {
+                    let v: [u8; 3] = std::array::from_fn(|k| src[64 * (3 * g + k) + 4 * r + e]);
+                    for k in 0..3 {
+                        q[4 * (4 * g + k) + e] = v[k] & 0x3F;
+                    }
+                    q[4 * (4 * g + 3) + e] = v[0] >> 6 | (v[1] >> 6) << 2 | (v[2] >> 6) << 4;
+                }
+            }
+            for j in 0..16 {
+                b[192 + j] = src[3072 + 16 * j + r];
+            }
+            b[208..210].copy_from_slice(&src[3328 + 2 * r..3330 + 2 * r]);
+        } else {
+            for p in 0..4 {
+                for m in 0..8 {
+                    for e in 0..4 {
+                        let v = src[64 * (8 * p + m) + 4 * r + e];
+                        q[4 * (16 * p + m) + e] = v & 0xF;
+                        q[4 * (16 * p + 8 + m) + e] = v >> 4;
+                    }
+                }
+            }
+            b[0..2].copy_from_slice(&src[2048 + 2 * r..2050 + 2 * r]);
+            b[2..4].copy_from_slice(&src[2080 + 2 * r..2082 + 2 * r]);
+            let at = |o: usize, k: usize| src[o + 4 * r + k];
+            let sc: [u8; 8] = std::array::from_fn(|j| at(2112 + 64 * (j / 4), j % 4) & 0x3F);
+            let mn: [u8; 8] = std::array::from_fn(|j| (at(2240, j % 4) >> (4 * (j / 4)) & 0xF) | (at(2112 + 64 * (j / 4), j % 4) >> 6) << 4);
+            // ggml's 12-byte packing (the inverse of `get_scale_min_k4`).
+            for k in 0..4 {
+                b[4 + k] = sc[k] | (sc[k + 4] >> 4) << 6;
+                b[8 + k] = mn[k] | (mn[k + 4] >> 4) << 6;
+                b[12 + k] = (sc[k + 4] & 0xF) | (mn[k + 4] & 0xF) << 4;
+            }
+        }
+        set_k_quants(ty, b, &q);
+    }
+}
+
+/// One group of 16 row-major rows (`rb` bytes each) into [`Layout::Lanes16`], in place.
+fn lanes_group(ty: GgmlType, rb: usize, group: &mut [u8], scratch: &mut [u8]) {
+    let bb = ty.type_size();
+    scratch.copy_from_slice(group);
+    for (i, dst) in group.chunks_exact_mut(LANES * bb).enumerate() {
+        let src: [&[u8]; LANES] = std::array::from_fn(|r| &scratch[r * rb + i * bb..r * rb + (i + 1) * bb]);
+        to_lanes(ty, &src, dst);
+    }
+}
+
+/// A row-major Q4_K / Q6_K matrix into [`Layout::Lanes16`], in place, on up to 8 threads: each
+/// group of 16 rows becomes its super-blocks in row order, 16 rows to a block (see
+/// [`to_lanes`]); rows past the last full group stay row-major at the end. False, with `data`
+/// untouched, for another type or a shape that does not fit.
+pub fn lanes_in_place(ty: GgmlType, data: &mut [u8], rows: usize, cols: usize) -> bool {
+    let (Some(_), Some(rb)) = (transposed_block_bytes(ty), ty.row_bytes(cols)) else { return false };
+    if rows < LANES || data.len() != rows * rb {
+        return false;
+    }
+    let full = rows / LANES * LANES * rb;
+    let groups = &mut data[..full];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let per = (full / (LANES * rb)).div_ceil(threads).max(1) * LANES * rb;
+    std::thread::scope(|s| {
+        for part in groups.chunks_mut(per) {
+            s.spawn(move || {
+                let mut scratch = vec![0u8; LANES * rb];
+                part.chunks_exact_mut(LANES * rb).for_each(|g| lanes_group(ty, rb, g, &mut scratch));
+            });
+        }
+    });
+    true
+}
+
+/// Rows `k0..k1` of one [`Layout::Lanes16`] group into `out` ((k1 − k0)·rb bytes), row-major.
+fn lanes_rows(ty: GgmlType, rb: usize, group: &[u8], k0: usize, k1: usize, out: &mut [u8]) {
+    let bb = ty.type_size();
+    for (i, src) in group.chunks_exact(LANES * bb).enumerate() {
+        let mut rows: [Option<&mut [u8]>; LANES] = Default::default();
+        for (slot, o) in rows[k0..k1].iter_mut().zip(out.chunks_exact_mut(rb)) {
+            *slot = Some(&mut o[i * bb..(i + 1) * bb]);
+        }
+        from_lanes(ty, src, &mut rows);
+    }
 }
 
 #[cfg(test)]
@@ -412,5 +652,56 @@ mod tests {
         }
         let mut legacy = vec![0u8; 18 * 8];
         assert!(!transpose_in_place(GgmlType::Q4_0, &mut legacy, 1, 256), "legacy types do not transpose");
+    }
+
+    /// Rows as lanes: every bit of arbitrary super-blocks reads back (rows, single rows, the
+    /// row-major tail), and the layout puts element 4u + e of row r where the kernels look.
+    #[test]
+    fn lanes_round_trip_and_place_elements() {
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            let (rows, cols) = (37, 512);
+            let rb = ty.row_bytes(cols).unwrap();
+            let orig: Vec<u8> = (0..rows * rb).map(|i| (i * 131 + i / 5 + (i >> 9)) as u8).collect();
+            let mut data = orig.clone();
+            assert!(lanes_in_place(ty, &mut data, rows, cols));
+            assert_ne!(data, orig, "{ty}: nothing moved");
+            assert_eq!(data[32 * rb..], orig[32 * rb..], "{ty}: the tail stays row-major");
+            // Element 4u + e of row r (group 0, super-block 1), as the kernels unpack it.
+            let bb = ty.type_size();
+            let blk = &data[16 * bb..32 * bb];
+            for r in [0, 5, 15] {
+                let want = k_quants(ty, &orig[r * rb + bb..r * rb + 2 * bb]);
+                for u in 0..64 {
+                    for e in 0..4 {
+                        let got = if ty == GgmlType::Q6_K {
+                            let (g, k) = (u / 4, u % 4);
+                            let v = |k: usize| blk[64 * (3 * g + k) + 4 * r + e];
+                            if k < 3 { v(k) & 0x3F } else { v(0) >> 6 | (v(1) >> 6) << 2 | (v(2) >> 6) << 4 }
+                        } else {
+                            let (p, m, high) = (u / 16, u % 8, u % 16 >= 8);
+                            blk[64 * (8 * p + m) + 4 * r + e] >> (4 * high as u32) & 0xF
+                        };
+                        assert_eq!(got, want[4 * u + e], "{ty} row {r} element {}", 4 * u + e);
+                    }
+                }
+            }
+            let w = QMatrix::new(ty, &data, rows, cols).unwrap().with_layout(Layout::Lanes16);
+            let mut out = vec![0u8; rows * rb];
+            assert!(rows_row_major(&w, 0, rows, &mut out));
+            assert_eq!(out, orig, "{ty}");
+            let mut part = vec![0u8; 21 * rb];
+            assert!(rows_row_major(&w, 16, 37, &mut part));
+            assert_eq!(part, orig[16 * rb..], "{ty} rows 16..37");
+            assert!(!rows_row_major(&w, 3, 5, &mut part[..2 * rb]), "mid-group start accepted");
+            for r in [0, 7, 16, 31, 32, 36] {
+                let mut one = vec![0u8; rb];
+                assert!(row(&w, r, &mut one));
+                assert_eq!(one, orig[r * rb..(r + 1) * rb], "{ty} row {r}");
+            }
+        }
+        let mut short = vec![0u8; 144 * 15];
+        assert!(!lanes_in_place(GgmlType::Q4_K, &mut short, 15, 256), "fewer rows than a group");
+        let mut legacy = vec![0u8; 18 * 16 * 8];
+        assert!(!lanes_in_place(GgmlType::Q4_0, &mut legacy, 16, 256), "legacy types take no lanes");
     }
 }

@@ -41,6 +41,7 @@ pub fn gemm_fn(ty: GgmlType, layout: crate::repack::Layout) -> Option<GemmFn> {
         (GgmlType::Q4_K, Layout::RowMajor) => |w, rb, r, a, arb, n, y, ys| unsafe { gemm_k::<Q4_K>(w, rb, r, a, arb, n, y, ys) },
         (GgmlType::Q6_K, Layout::RowMajor) => |w, rb, r, a, arb, n, y, ys| unsafe { gemm_k::<Q6_K>(w, rb, r, a, arb, n, y, ys) },
         (_, Layout::Interleaved8) => legacy_fn(ty)?,
+        (_, Layout::Lanes16) => super::lanes::lanes_fn(ty)?,
         _ => return None,
     })
 }

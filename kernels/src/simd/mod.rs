@@ -17,6 +17,8 @@ pub mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
 #[cfg(target_arch = "x86_64")]
+mod lanes;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -262,8 +264,10 @@ pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
     }
 }
 
-/// The rows-as-lanes prefill kernel for `ty` held as `layout` on this CPU, if any (AVX-512 VNNI:
-/// the legacy types interleaved, Q4_K / Q6_K row-major; `KILN_GEMM=0` turns them off).
+/// The rows-as-lanes kernel for `ty` held as `layout` on this CPU, if any (AVX-512 VNNI: the
+/// legacy types interleaved and Q4_K / Q6_K row-major for prefill, Q4_K / Q6_K as
+/// [`crate::repack::Layout::Lanes16`] for every product; `KILN_GEMM=0` turns them off, and
+/// with them that layout).
 pub fn gemm_fn(ty: GgmlType, layout: crate::repack::Layout) -> Option<GemmFn> {
     static OFF: OnceLock<bool> = OnceLock::new();
     if *OFF.get_or_init(|| std::env::var("KILN_GEMM").is_ok_and(|v| v == "0")) {

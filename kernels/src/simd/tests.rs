@@ -258,8 +258,9 @@ fn k_quant_kernels_compute_the_shared_arithmetic_bit_for_bit() {
     assert!(tested > 0 || isas().is_empty());
 }
 
-/// The rows-as-lanes prefill kernels (`gemm_fn`) against the one-row tiles, bit for bit: K-quants
-/// row-major (with the edge-case rows of `weight_cases` among random ones, and partial panels),
+/// The rows-as-lanes kernels (`gemm_fn`) against the one-row tiles, bit for bit: K-quants
+/// row-major (with the edge-case rows of `weight_cases` among random ones, and partial panels)
+/// and held as lanes (one and three groups),
 /// the legacy types interleaved (a half panel, and one and a half); 1 to 11 tokens; y rows
 /// wider than the matrix (only the matrix's columns written); mismatched activations give NaN.
 #[test]
@@ -269,10 +270,17 @@ fn gemm_kernels_match_the_one_row_tiles() {
     let n = 1024;
     let mut seed = 37;
     let mut tested = 0;
-    for ty in GgmlType::ALL {
-        let layout = if ty.is_k_quant() { Layout::RowMajor } else { Layout::Interleaved8 };
+    let layouts = GgmlType::ALL.iter().flat_map(|&ty| {
+        let layouts: &[Layout] = if ty.is_k_quant() { &[Layout::RowMajor, Layout::Lanes16] } else { &[Layout::Interleaved8] };
+        layouts.iter().map(move |&l| (ty, l))
+    });
+    for (ty, layout) in layouts {
         let (Some(gemm), Some(tile)) = (gemm_fn(ty, layout), tile_fn(ty)) else { continue };
-        let row_counts: &[usize] = if ty.is_k_quant() { &[5, 16, 21] } else { &[8, 24] };
+        let row_counts: &[usize] = match layout {
+            Layout::Lanes16 => &[16, 48],
+            Layout::RowMajor => &[5, 16, 21],
+            _ => &[8, 24],
+        };
         for &rows in row_counts {
             let cases = weight_cases(ty, n, &mut seed);
             let w: Vec<u8> = (0..rows)
@@ -298,7 +306,7 @@ fn gemm_kernels_match_the_one_row_tiles() {
                     for (t, a) in act_rows.iter().enumerate() {
                         let mut one = [0f32; 1];
                         tile(&row, &[a], &mut one);
-                        assert_eq!(y[t * stride + r].to_bits(), one[0].to_bits(), "{ty} {rows} rows, {n_tok} tokens: row {r} token {t}");
+                        assert_eq!(y[t * stride + r].to_bits(), one[0].to_bits(), "{ty} {layout:?} {rows} rows, {n_tok} tokens: row {r} token {t}");
                     }
                 }
                 assert!((0..n_tok).all(|t| y[t * stride + rows..(t + 1) * stride].iter().all(|v| v.is_nan())), "{ty}: wrote past the matrix's rows");

@@ -14,6 +14,19 @@
 //! 42.2; one thread's L2-resident mat-vec (`cargo bench --bench kernels -- vec_dot`) Q4_K 7.34 →
 //! 8.21 GiB/s, Q6_K 6.55 → 8.26.
 //!
+//! ## K-quant rows as vector lanes (Q4_K, Q6_K; AVX-512 VNNI)
+//!
+//! [`Layout::Lanes16`] stores each group of 16 rows as their super-blocks in order, the 16 rows'
+//! super-block i as one block of 16 × 144 (Q4_K) or 16 × 210 (Q6_K) bytes in which row r owns
+//! 32-bit lane r of every 64-byte vector (see [`to_lanes`] for the bytes). The kernels
+//! (`simd::lanes`) then take a sub-block as `vpdpbusd` against the activation's quants and one
+//! `vpmulld` by 16 rows' scales, and run the float step lane-wise: no horizontal sums and no
+//! per-block shuffles, for decode and prefill alike, with the same bits as every other path.
+//! Rows past the last full group stay row-major at the end. `cargo bench --bench kernels`, Zen 4,
+//! row-major → lanes: one thread over 64 rows in L2 (`vec_dot`) Q4_K 16.3 → 52.4 GiB/s, Q6_K
+//! 22.8 → 62.9; two threads (`matvec`) Q4_K 5632x2048 25.2 → 74.5 GiB/s; the synthetic 1.1B's
+//! one-thread decode 26.0 → 30.3 tok/s (`kiln bench -p 16 -n 64 -t 1`).
+//!
 //! ## Row-interleaved legacy blocks
 //!
 //! Row-major, the 8-row mat-vec kernels read eight rows in lockstep: eight short streams, one

@@ -176,7 +176,7 @@ fn row_mask(left: usize) -> u16 {
 ///
 /// # Safety
 /// As for the kernels: y valid for writes at t·y_stride + r, r < rows, t < n_tokens.
-unsafe fn nan_out(rows: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
+pub(super) unsafe fn nan_out(rows: usize, n_tokens: usize, y: *mut f32, y_stride: usize) {
     for t in 0..n_tokens {
         for r in 0..rows {
             *y.add(t * y_stride + r) = f32::NAN;
@@ -348,9 +348,9 @@ const fn kshape(t: u8) -> (usize, usize, usize, usize) {
 }
 
 /// Bytes of a Q8_K block, and the offsets of its quants and bsums.
-const Q8K_BYTES: usize = 292;
-const Q8K_QS: usize = 4;
-const Q8K_BSUMS: usize = 260;
+pub(super) const Q8K_BYTES: usize = 292;
+pub(super) const Q8K_QS: usize = 4;
+pub(super) const Q8K_BSUMS: usize = 260;
 
 thread_local! {
     static PANEL_K: RefCell<Vec<Z>> = const { RefCell::new(Vec::new()) };

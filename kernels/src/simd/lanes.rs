@@ -21,6 +21,7 @@
 //! alone: with the row-major kernels' software prefetch 2, 4, 8 or 16 KiB ahead, the synthetic
 //! 1.1B decoded 35.1, 47.9, 47.7 and 48.7 tok/s against 59.1 without (Zen 4, 2 threads, `kiln
 //! bench -p 16 -n 128 -t 2 -r 2`, two runs each, averaged).
+use super::gemm::{nan_out, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
 use super::GemmFn;
 use crate::repack::LANES;
 use crate::types::GgmlType;
@@ -48,11 +49,6 @@ const fn shape(t: u8) -> (usize, usize) {
     }
 }
 
-/// Bytes of a Q8_K block, and the offsets of its quants and bsums.
-const Q8K_BYTES: usize = 292;
-const Q8K_QS: usize = 4;
-const Q8K_BSUMS: usize = 260;
-
 /// Tokens a pass over a group carries in registers.
 const TOKENS: usize = 8;
 
@@ -68,12 +64,7 @@ unsafe fn lanes<const T: u8>(w: &[u8], rb: usize, rows: usize, acts: &[u8], act_
     let nb = rb / b;
     let ok = rb == nb * b && act_rb == nb * Q8K_BYTES && rows.is_multiple_of(LANES) && w.len() >= rows * rb && acts.len() >= n_tokens * act_rb;
     if !ok {
-        for t in 0..n_tokens {
-            for r in 0..rows {
-                *y.add(t * y_stride + r) = f32::NAN;
-            }
-        }
-        return;
+        return nan_out(rows, n_tokens, y, y_stride);
     }
     PREP.with_borrow_mut(|prep| {
         if prep.len() < n_tokens * nb * words {

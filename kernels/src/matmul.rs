@@ -391,6 +391,7 @@ fn amd_cpu() -> bool {
 /// The same for the one sequential stream of interleaved weights (`repack`). Zen 4,
 /// `kiln bench -p 8 -n 64 -t 2 -r 2` tg, 1024 → 4096 B, two runs each: gemma3 98.9 / 107.2 →
 /// 102.8 / 108.6, SmolLM2 200.8 / 210.3 → 243.0 / 233.4 (0: 102.6 / 111.5 and 203.3 / 238.9).
+#[cfg(target_arch = "x86_64")]
 pub(crate) const INTERLEAVED_PREFETCH_BYTES: usize = 4096;
 
 /// Asks for the cache lines of `data[from..to]` (clipped to `data`) into L2; no effect on results.

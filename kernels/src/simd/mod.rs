@@ -260,7 +260,10 @@ pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
         Isa::Avx512 => avx512::matvec_rows_x8_fn(ty),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::matvec_rows_x8_fn(ty),
-        _ => None,
+        _ => {
+            let _ = ty;
+            None
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::model::attention::AttnShape;
 use crate::model::exec::{grow, Exec, OutputKind, SeqInput};
 use crate::model::hparams::Hparams;
 use crate::model::linear::{load_vector, Linear};
-use crate::model::ops::{for_rows, for_rows2, geglu, norm_add_rows, norm_rows, rms_norm, Rope, RopeMode};
+use crate::model::ops::{for_rows2, geglu, norm_add_rows, norm_rows, rms_norm, Rope, RopeMode};
 use crate::model::steps;
 
 /// Every sixth layer attends globally; the others are sliding-window layers.
@@ -110,8 +110,11 @@ impl Gemma3 {
         let q_scale = 1.0 / (hd as f32).sqrt();
         {
             let s = &mut ex.s;
-            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow), (&mut s.gate, ff), (&mut s.up, ff)] {
+            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow)] {
                 grow(buf, n * w);
+            }
+            for buf in [&mut s.gate, &mut s.up] {
+                grow(buf, steps::ffn_rows(n) * ff);
             }
         }
         steps::embed(data, &self.tok_embd, seqs, &mut ex.s.x, (e as f32).sqrt())?;
@@ -136,10 +139,8 @@ impl Gemma3 {
             norm_add_rows(pool, n, &mut s.xn, &mut s.x, e, &l.post_attn_norm, hp.eps);
             // ffn_norm → GELU-tanh gated FFN → post_ffw_norm → h = f + sa
             norm_rows(pool, n, &s.x, &mut s.xn, e, &l.ffn_norm, hp.eps);
-            s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.gate, &mut s.gate[..]), (&l.up, &mut s.up[..])]);
-            let up = &s.up;
-            for_rows(pool, n, &mut s.gate, ff, |r0, g| geglu(g, &up[r0 * ff..][..g.len()]));
-            s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.xn);
+            steps::gated_ffn(ex, data, [&l.gate, &l.up, &l.down], n, e, ff, geglu);
+            let Exec { pool, s } = ex;
             norm_add_rows(pool, n, &mut s.xn, &mut s.x, e, &l.post_ffw_norm, hp.eps);
         }
         steps::finish(data, ex, seqs, &self.output_norm, hp.eps, &self.output, kind, out);

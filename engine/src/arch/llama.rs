@@ -12,7 +12,7 @@ use crate::model::attention::AttnShape;
 use crate::model::exec::{grow, Exec, OutputKind, SeqInput};
 use crate::model::hparams::Hparams;
 use crate::model::linear::{load_vector, optional_vector, Linear};
-use crate::model::ops::{add_in_place, add_norm_rows, for_rows, for_rows2, gated, norm_rows, silu, Rope, RopeMode};
+use crate::model::ops::{add_in_place, add_norm_rows, for_rows2, gated, norm_rows, silu, Rope, RopeMode};
 use crate::model::steps;
 
 pub struct Layer {
@@ -83,8 +83,11 @@ impl Llama {
         let (qw, kw, vw, ow) = (hp.q_width(), hp.k_width(), hp.v_width(), hp.n_head * hp.head_dim_v);
         {
             let s = &mut ex.s;
-            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow), (&mut s.gate, ff), (&mut s.up, ff)] {
+            for (buf, w) in [(&mut s.x, e), (&mut s.xn, e), (&mut s.q, qw), (&mut s.k, kw), (&mut s.v, vw), (&mut s.attn, ow)] {
                 grow(buf, n * w);
+            }
+            for buf in [&mut s.gate, &mut s.up] {
+                grow(buf, steps::ffn_rows(n) * ff);
             }
         }
         steps::embed(data, &self.tok_embd, seqs, &mut ex.s.x, 1.0)?;
@@ -110,10 +113,8 @@ impl Llama {
             // h += o, then the ffn's input x = rms_norm(h) · ffn_norm
             add_norm_rows(pool, n, &mut s.x, &mut s.xn, e, &l.ffn_norm, hp.eps);
             // ffn: h += W_down · (silu(W_gate·x) ⊙ W_up·x)
-            s.acts.matmuls(pool, data, &s.xn, n, &mut [(&l.gate, &mut s.gate[..]), (&l.up, &mut s.up[..])]);
-            let up = &s.up;
-            for_rows(pool, n, &mut s.gate, ff, |r0, g| gated(g, &up[r0 * ff..][..g.len()], silu));
-            s.acts.matmul(pool, data, &l.down, &s.gate, n, &mut s.xn);
+            steps::gated_ffn(ex, data, [&l.gate, &l.up, &l.down], n, e, ff, |g, u| gated(g, u, silu));
+            let Exec { pool, s } = ex;
             for_rows2(pool, n, &mut s.x, e, &mut s.xn, e, |_, x, o| add_in_place(x, o));
         }
         steps::finish(data, ex, seqs, &self.output_norm, hp.eps, &self.output, kind, out);

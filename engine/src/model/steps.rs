@@ -4,8 +4,35 @@
 use super::attention::{attention, AttnShape};
 use super::exec::{grow, Exec, OutputKind, Outputs, SeqInput};
 use super::linear::Linear;
-use super::ops::{for_rows2, rms_norm, Rope};
+use super::ops::{for_rows, for_rows2, rms_norm, Rope};
 use crate::error::{EngineError, Result};
+
+/// Tokens the gated FFN takes at a time. Its gate and up products, [tokens][n_ff] each, are the
+/// largest batch scratch (SmolLM2: 1.5 MB for a batch of 128, the synthetic 1.1B: 5.8 MB), so a
+/// full batch goes through in halves and keeps half of that. Each token's outputs are the same
+/// bits in any batch (`kiln_kernels` tests `rows_do_not_depend_on_batch_size`).
+pub const FFN_BATCH: usize = 64;
+
+/// Rows of the gate and up buffers a batch of `n` tokens needs (see [`FFN_BATCH`]).
+pub fn ffn_rows(n: usize) -> usize {
+    n.min(FFN_BATCH)
+}
+
+/// The gated FFN over the first `n` rows (`e` wide) of the scratch's `xn`, in place:
+/// xn[t] = W_down · act(W_gate·xn[t], W_up·xn[t]), [`FFN_BATCH`] rows at a time (a chunk's rows
+/// are quantized before its down product overwrites them). `act(gate, up)` leaves its result
+/// in `gate`; gate and up must hold [`ffn_rows`]`(n)` rows of `ff`.
+pub fn gated_ffn(ex: &mut Exec, data: &[u8], [gate, up, down]: [&Linear; 3], n: usize, e: usize, ff: usize, act: impl Fn(&mut [f32], &[f32]) + Sync) {
+    let Exec { pool, s } = ex;
+    for t0 in (0..n).step_by(FFN_BATCH) {
+        let m = FFN_BATCH.min(n - t0);
+        let rows = t0 * e..(t0 + m) * e;
+        s.acts.matmuls(pool, data, &s.xn[rows.clone()], m, &mut [(gate, &mut s.gate[..m * ff]), (up, &mut s.up[..m * ff])]);
+        let u = &s.up;
+        for_rows(pool, m, &mut s.gate, ff, |r0, g| act(g, &u[r0 * ff..][..g.len()]));
+        s.acts.matmul(pool, data, down, &s.gate[..m * ff], m, &mut s.xn[rows]);
+    }
+}
 
 /// Checks every token id and reserves cache room for every sequence, before any work is done,
 /// so a bad batch changes nothing. Returns the batch's total token count.

@@ -282,11 +282,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         let gemm = simd::gemm_fn(w.ty, w.layout).filter(|_| (n_tokens > 1 || w.layout == Layout::Lanes16) && amx.is_none());
         // They take 16 rows at a time; repacked weights are cut at group boundaries.
         let chunk = if gemm.is_some() { chunk.next_multiple_of(2 * repack::GROUP) } else { chunk };
-        let chunk = match w.layout {
-            Layout::Interleaved8 => chunk.next_multiple_of(repack::GROUP),
-            Layout::Lanes16 => chunk.next_multiple_of(repack::LANES),
-            _ => chunk,
-        };
+        let chunk = chunk.next_multiple_of(w.layout.group_rows());
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
         // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`). Transposed blocks
         // have all three of their own (and never reach `dot`, see `run_chunk`).
@@ -451,11 +447,7 @@ fn run_chunk(p: &Plan, qx: &QuantizedActs, n_tokens: usize, mut r0: usize, r1: u
     let rb = p.rb;
     if let Some(f) = p.gemm {
         // Repacked weights: whole groups here, the row-major tail below.
-        let group = match p.w.layout {
-            Layout::Interleaved8 => repack::GROUP,
-            Layout::Lanes16 => repack::LANES,
-            _ => 1,
-        };
+        let group = p.w.layout.group_rows();
         let full = (p.w.rows / group * group).min(r1);
         if full > r0 {
             // SAFETY: rows r0..full of every token belong to this chunk alone, and y holds

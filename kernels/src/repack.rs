@@ -73,6 +73,18 @@ pub enum Layout {
     Lanes16,
 }
 
+impl Layout {
+    /// Rows a repacked group holds (the row-major tail follows the last full one); 1 for the
+    /// layouts that keep rows apart.
+    pub const fn group_rows(self) -> usize {
+        match self {
+            Layout::Interleaved8 => GROUP,
+            Layout::Lanes16 => LANES,
+            Layout::RowMajor | Layout::Transposed => 1,
+        }
+    }
+}
+
 /// The layout the kernels of this CPU read a `rows`×`cols` matrix of `ty` fastest in, as
 /// [`repack_in_place`] makes it: [`Layout::Interleaved8`] for the legacy types with an
 /// interleaved mat-vec, [`Layout::Lanes16`] for Q4_K / Q6_K with rows-as-lanes kernels (AVX-512
@@ -330,7 +342,7 @@ pub fn rows_row_major(w: &QMatrix, r0: usize, r1: usize, out: &mut [u8]) -> bool
         out.copy_from_slice(&data[r0 * rb..r1 * rb]);
         return true;
     }
-    let size = if lanes { LANES } else { GROUP };
+    let size = layout.group_rows();
     let full = rows / size * size;
     if r0 < full && !r0.is_multiple_of(size) {
         return false;
@@ -393,53 +405,18 @@ pub fn lanes_pay(ty: GgmlType, rows: usize, cols: usize) -> bool {
     transposed_block_bytes(ty).is_some() && rows >= LANES && ty.row_bytes(cols).is_some() && crate::simd::gemm_fn(ty, Layout::Lanes16).is_some()
 }
 
-/// A super-block's 256 quants in element order, unsigned: Q4_K's 4-bit, Q6_K's 6-bit.
+/// A row-major super-block's 256 quants in element order, unsigned: Q4_K's 4-bit, Q6_K's
+/// 6-bit ([`unpack_slots`]: row-major, slot (j, l) is element 32j + l).
 fn k_quants(ty: GgmlType, b: &[u8]) -> [u8; 256] {
-    let mut q = [0u8; 256];
-    if ty == GgmlType::Q6_K {
-        let (ql, qh) = (&b[..128], &b[128..192]);
-        for n in 0..2 {
-            for l in 0..32 {
-                let (lo, hi) = (ql[64 * n + l], ql[64 * n + 32 + l]);
-                let h = qh[32 * n + l];
-                let e = 128 * n + l;
-                q[e] = (lo & 0xF) | (h & 3) << 4;
-                q[e + 32] = (hi & 0xF) | (h >> 2 & 3) << 4;
-                q[e + 64] = (lo >> 4) | (h >> 4 & 3) << 4;
-                q[e + 96] = (hi >> 4) | (h >> 6 & 3) << 4;
-            }
-        }
-    } else {
-        for c in 0..4 {
-            for l in 0..32 {
-                let v = b[16 + 32 * c + l];
-                q[64 * c + l] = v & 0xF;
-                q[64 * c + 32 + l] = v >> 4;
-            }
-        }
-    }
-    q
+    let w = unpack_slots(ty, b, false);
+    std::array::from_fn(|e| w[e / 4].to_le_bytes()[e % 4])
 }
 
-/// The inverse of [`k_quants`]: writes the quant bytes of super-block `b` (scales and d stay).
+/// The inverse of [`k_quants`]: writes the quant bytes of row-major super-block `b` (scales and
+/// d stay).
 fn set_k_quants(ty: GgmlType, b: &mut [u8], q: &[u8; 256]) {
-    if ty == GgmlType::Q6_K {
-        for n in 0..2 {
-            for l in 0..32 {
-                let e = 128 * n + l;
-                let (q1, q2, q3, q4) = (q[e], q[e + 32], q[e + 64], q[e + 96]);
-                b[64 * n + l] = (q1 & 0xF) | (q3 & 0xF) << 4;
-                b[64 * n + 32 + l] = (q2 & 0xF) | (q4 & 0xF) << 4;
-                b[128 + 32 * n + l] = (q1 >> 4) | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6;
-            }
-        }
-    } else {
-        for c in 0..4 {
-            for l in 0..32 {
-                b[16 + 32 * c + l] = q[64 * c + l] | q[64 * c + 32 + l] << 4;
-            }
-        }
-    }
+    let w: [u32; 64] = std::array::from_fn(|i| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]));
+    pack_slots(ty, &w, b, false);
 }
 
 /// The 16 row-major super-blocks `src[r]` as one [`Layout::Lanes16`] block `dst`.
@@ -495,10 +472,10 @@ fn to_lanes(ty: GgmlType, src: &[&[u8]; LANES], dst: &mut [u8]) {
     for (r, b) in src.iter().enumerate() {
         dst[2048 + 2 * r..2050 + 2 * r].copy_from_slice(&b[0..2]);
         dst[2080 + 2 * r..2082 + 2 * r].copy_from_slice(&b[2..4]);
-        let packed: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
+        let packed: [u8; 12] = std::array::from_fn(|k| b[4 + k]);
         let (sc, mn): ([u8; 8], [u8; 8]) = (
-            std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, packed).0),
-            std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, packed).1),
+            std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, &packed).0),
+            std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, &packed).1),
         );
         for k in 0..4 {
             dst[2112 + 4 * r + k] = sc[k] | (mn[k] >> 4) << 6;

@@ -186,10 +186,10 @@ impl GgufFile {
 
     /// Gives back the memory of the header (metadata and tensor index, all parsed into owned
     /// values by now) where this file is an anonymous copy ([`WeightMemory::HugePages`]): its
-    /// whole pages below the data section are released, and read as zeros afterwards (returned: how
-    /// many of the file's first bytes that is). SmolLM2's
+    /// whole pages below the data section are released, and read as zeros afterwards. SmolLM2's
     /// header is 1.7 MB, gemma3's 6.7 MB. Tensor data, metadata and tensor infos are unchanged.
-    /// Memory maps and owned buffers are left as they are. Returns the bytes released.
+    /// Memory maps and owned buffers are left as they are. Returns how many of the file's first
+    /// bytes were released (those of [`GgufFile::data`] that now read as zeros).
     pub fn release_header(&mut self) -> usize {
         let Storage::Anon { map: m, at, .. } = &mut self.storage else { return 0 };
         // Whole pages below the data section (the bytes before `at` are unused).

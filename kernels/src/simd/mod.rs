@@ -272,8 +272,7 @@ pub fn matvec_rows_x8_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
 /// [`crate::repack::Layout::Lanes16`] for every product; `KILN_GEMM=0` turns them off, and
 /// with them that layout).
 pub fn gemm_fn(ty: GgmlType, layout: crate::repack::Layout) -> Option<GemmFn> {
-    static OFF: OnceLock<bool> = OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var("KILN_GEMM").is_ok_and(|v| v == "0")) {
+    if gemm_off() {
         return None;
     }
     match isa() {
@@ -284,6 +283,12 @@ pub fn gemm_fn(ty: GgmlType, layout: crate::repack::Layout) -> Option<GemmFn> {
             None
         }
     }
+}
+
+/// Whether `KILN_GEMM=0` turned the rows-as-lanes kernels off (read once).
+pub(crate) fn gemm_off() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("KILN_GEMM").is_ok_and(|v| v == "0"))
 }
 
 /// The best dot kernel for `ty` on this CPU.

@@ -318,8 +318,7 @@ fn gemm_kernels_match_the_one_row_tiles() {
             tested += 1;
         }
     }
-    let off = std::env::var("KILN_GEMM").is_ok_and(|v| v == "0");
-    let avx512 = isas().contains(&Isa::Avx512) && isa() == Isa::Avx512 && !off;
+    let avx512 = isas().contains(&Isa::Avx512) && isa() == Isa::Avx512 && !super::gemm_off();
     if !avx512 {
         eprintln!("no AVX-512 VNNI in use (or KILN_GEMM=0): no rows-as-lanes kernels to test");
     }

@@ -400,9 +400,10 @@ pub fn row(w: &QMatrix, r: usize, out: &mut [u8]) -> bool {
 pub const LANES: usize = 16;
 
 /// Whether a `rows`×`cols` matrix of `ty` is read faster as [`Layout::Lanes16`] on this CPU:
-/// Q4_K / Q6_K with a rows-as-lanes kernel here, at least one full group.
+/// Q4_K / Q6_K with a rows-as-lanes kernel here, at least one full group (`KILN_INTERLEAVE=0`:
+/// never, like the other repacked layouts).
 pub fn lanes_pay(ty: GgmlType, rows: usize, cols: usize) -> bool {
-    transposed_block_bytes(ty).is_some() && rows >= LANES && ty.row_bytes(cols).is_some() && crate::simd::gemm_fn(ty, Layout::Lanes16).is_some()
+    !crate::simd::repack_off() && transposed_block_bytes(ty).is_some() && rows >= LANES && ty.row_bytes(cols).is_some() && crate::simd::gemm_fn(ty, Layout::Lanes16).is_some()
 }
 
 /// A row-major super-block's 256 quants in element order, unsigned: Q4_K's 4-bit, Q6_K's

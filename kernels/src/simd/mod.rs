@@ -227,7 +227,7 @@ pub fn matvec_rows_fn(ty: GgmlType) -> Option<MatvecRowsFn> {
 }
 
 /// Whether `KILN_INTERLEAVE=0` turned the repacked layouts off.
-fn repack_off() -> bool {
+pub(crate) fn repack_off() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OFF.get_or_init(|| std::env::var("KILN_INTERLEAVE").is_ok_and(|v| v == "0"))
 }

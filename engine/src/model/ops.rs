@@ -171,21 +171,76 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh)
 }
 
-/// `gate[i] = gelu_tanh(gate[i]) · up[i]`, compiled for AVX2 + FMA where the CPU has them so the
-/// loop vectorizes (the same IEEE operations element by element: the same bits as [`gated`]).
+/// `gate[i] = gelu(gate[i]) · up[i]` as ggml computes it (`ggml_vec_geglu_f32` with
+/// `GGML_GELU_FP16`): 0 at x <= −10, x·up at x >= 10, otherwise the GELU of x rounded to f16,
+/// looked up in a table of f16 results ([`gelu_table`]), times up. llama.cpp's answers come from
+/// this table, so kiln's do too.
 pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    let table = gelu_table();
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide(gate: &mut [f32], up: &[f32]) {
-            for (g, &u) in gate.iter_mut().zip(up) {
-                *g = gelu_tanh(*g) * u;
-            }
-        }
-        // SAFETY: AVX2 and FMA were detected.
-        return unsafe { wide(gate, up) };
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected.
+        return unsafe { geglu_avx512(gate, up, table) };
     }
-    gated(gate, up, gelu_tanh);
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = geglu_one(*g, u, table);
+    }
+}
+
+#[inline(always)]
+fn geglu_one(x: f32, u: f32, table: &[u16]) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x * u
+    } else {
+        half::f16::from_bits(table[half::f16::from_f32(x).to_bits() as usize]).to_f32() * u
+    }
+}
+
+/// [`geglu`] sixteen at a time: the f16 index by `vcvtps2ph`, the table read by a 32-bit gather
+/// (the table has one spare entry, so the upper half of the last one's word is there).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn geglu_avx512(gate: &mut [f32], up: &[f32], table: &[u16]) {
+    use std::arch::x86_64::*;
+    let n = gate.len().min(up.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        let x = _mm512_loadu_ps(gate.as_ptr().add(i));
+        let u = _mm512_loadu_ps(up.as_ptr().add(i));
+        let idx = _mm512_cvtepu16_epi32(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+        let words = _mm512_i32gather_epi32::<2>(idx, table.as_ptr() as *const i32);
+        let g = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
+        let mut y = _mm512_mul_ps(g, u);
+        y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(10.0)), x, u);
+        y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_LE_OQ>(x, _mm512_set1_ps(-10.0)), _mm512_setzero_ps());
+        _mm512_storeu_ps(gate.as_mut_ptr().add(i), y);
+        i += 16;
+    }
+    for j in i..n {
+        gate[j] = geglu_one(gate[j], up[j], table);
+    }
+}
+
+/// ggml's `ggml_table_gelu_f16`: for every f16 bit pattern x, the f16 nearest to
+/// 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))) computed in f32 with libm's tanhf; plus one
+/// spare entry for the gather in [`geglu_avx512`]. Built once (65,537 entries).
+fn gelu_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        const GELU_COEF_A: f32 = 0.044715;
+        let mut t: Vec<u16> = (0..=u16::MAX)
+            .map(|bits| {
+                let x = half::f16::from_bits(bits).to_f32();
+                let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh());
+                half::f16::from_f32(y).to_bits()
+            })
+            .collect();
+        t.push(0);
+        t
+    })
 }
 
 /// e^x for x <= 0 (softmax after subtracting the max, tanh), to ~1e-7 relative: x = n·ln2 + r
@@ -301,15 +356,23 @@ mod tests {
     }
 
     #[test]
-    fn geglu_has_the_bits_of_gated() {
-        let x: Vec<f32> = (-2400..2400).map(|i| i as f32 * 0.0047 + 0.0001).collect();
-        let up: Vec<f32> = (0..x.len()).map(|i| 1.0 - i as f32 * 0.001).collect();
-        let (mut a, mut b) = (x.clone(), x.clone());
+    fn geglu_is_ggmls_f16_gelu_table() {
+        // The vector path gives the scalar lookup's bits (x beyond ±10 and NaN-free edges
+        // included), and the table is GELU to f16 precision: within an f16 step of the formula.
+        let x: Vec<f32> = (-2600..2600).map(|i| i as f32 * 0.0047 + 0.0001).chain([-10.0, 10.0, -9.999, 9.999, 65504.0, -65504.0, 1e6, 0.0]).collect();
+        let up: Vec<f32> = (0..x.len()).map(|i| 1.0 - i as f32 * 0.0003).collect();
+        let mut a = x.clone();
         geglu(&mut a, &up);
-        gated(&mut b, &up, gelu_tanh);
-        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-            assert_eq!(p.to_bits(), q.to_bits(), "{}", x[i]);
+        let table = gelu_table();
+        for (i, &got) in a.iter().enumerate() {
+            assert_eq!(got.to_bits(), geglu_one(x[i], up[i], table).to_bits(), "{}", x[i]);
+            if x[i].abs() < 10.0 {
+                let want = gelu_tanh(x[i]) * up[i];
+                assert!((got - want).abs() <= 2e-3 * (want.abs() + 1e-2 * up[i].abs()), "{}: {got} vs {want}", x[i]);
+            }
         }
+        assert_eq!(geglu_one(-10.5, 3.0, table), 0.0);
+        assert_eq!(geglu_one(12.0, 0.5, table), 6.0);
     }
 
     #[test]

@@ -18,7 +18,7 @@ unsafe fn q8_32(x: &[f32], qs: &mut [i8; QK8_0]) -> (f32, i32) {
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let idv = _mm256_set1_ps(id);
     let q: [__m256i; 4] = std::array::from_fn(|k| _mm256_cvtps_epi32(_mm256_mul_ps(v[k], idv)));
     // |q| <= 127, so the saturating packs are exact; packs interleave 128-bit lanes, and the
@@ -55,7 +55,7 @@ pub unsafe fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
 pub(crate) fn q8_32_plain(x: &[f32]) -> (f32, [i8; QK8_0], i32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let q: [i8; QK8_0] = std::array::from_fn(|i| (x[i] * id).round_ties_even() as i8);
     (d, q, q.iter().map(|&v| v as i32).sum())
 }

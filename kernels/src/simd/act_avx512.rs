@@ -50,7 +50,7 @@ unsafe fn q8_32(x: &[f32], qs: &mut [i8; QK8_0]) -> (f32, i32) {
     let v1 = _mm512_loadu_ps(x.as_ptr().add(16));
     let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let idv = _mm512_set1_ps(id);
     let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));
     let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));

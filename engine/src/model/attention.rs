@@ -404,17 +404,31 @@ mod x512 {
         let widen = |p: *const half::f16, c: usize| {
             _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16 * c) as *const __m256i))
         };
-        for j in 0..n {
-            let slot = it.cache.slot(it.layer, it.first + j);
-            let kp = keys[slot * kw + it.kvh * hd..][..hd].as_ptr();
-            let k: [__m512; NC] = std::array::from_fn(|c| widen(kp, c));
-            for h in 0..heads {
-                let qp = q.as_ptr().add(h * hd);
-                let mut acc = _mm512_mul_ps(_mm512_loadu_ps(qp), k[0]);
-                for (c, kc) in k.iter().enumerate().skip(1) {
-                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(16 * c)), *kc, acc);
+        // Scores: up to 8 heads × 16 positions of accumulators, then the sixteen sums of each
+        // head at once ([`hsum16`]); each key row is widened once for the heads of a pass.
+        let scale = _mm512_set1_ps(sh.scale);
+        for h0 in (0..heads).step_by(8) {
+            let hs = 8.min(heads - h0);
+            for j0 in (0..n).step_by(16) {
+                let m = 16.min(n - j0);
+                let mut accs = [[_mm512_setzero_ps(); 16]; 8];
+                for j in 0..m {
+                    let slot = it.cache.slot(it.layer, it.first + j0 + j);
+                    let kp = keys[slot * kw + it.kvh * hd..][..hd].as_ptr();
+                    let k: [__m512; NC] = std::array::from_fn(|c| widen(kp, c));
+                    for (h, a) in accs.iter_mut().enumerate().take(hs) {
+                        let qp = q.as_ptr().add((h0 + h) * hd);
+                        let mut acc = _mm512_mul_ps(_mm512_loadu_ps(qp), k[0]);
+                        for (c, kc) in k.iter().enumerate().skip(1) {
+                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(16 * c)), *kc, acc);
+                        }
+                        a[j] = acc;
+                    }
                 }
-                *scores.get_unchecked_mut(h * n + j) = hsum(acc) * sh.scale;
+                for (h, a) in accs.iter().enumerate().take(hs) {
+                    let sums = _mm512_mul_ps(hsum16(a), scale);
+                    _mm512_mask_storeu_ps(scores.as_mut_ptr().add((h0 + h) * n + j0), ((1u32 << m) - 1) as u16, sums);
+                }
             }
         }
         for h in 0..heads {
@@ -463,6 +477,32 @@ mod x512 {
         let mut x = [0f32; 16];
         _mm512_storeu_ps(x.as_mut_ptr(), v);
         tree16(&x)
+    }
+
+    /// [`tree16`] of each of sixteen vectors, as one vector (lane p: the sum of a[p]): the same
+    /// additions, done for all sixteen at once by shuffling halves, quarters and pairs together.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn hsum16(a: &[__m512; 16]) -> __m512 {
+        // x[i] + x[i+8]: X[m] holds a[2m] then a[2m+1], eight sums each.
+        let x: [__m512; 8] = std::array::from_fn(|m| {
+            let (p, q) = (a[2 * m], a[2 * m + 1]);
+            _mm512_add_ps(_mm512_shuffle_f32x4::<0b01_00_01_00>(p, q), _mm512_shuffle_f32x4::<0b11_10_11_10>(p, q))
+        });
+        // h[i] + h[i+4]: Y[n] holds a[4n..4n+4], four sums each.
+        let y: [__m512; 4] = std::array::from_fn(|n| {
+            let (p, q) = (x[2 * n], x[2 * n + 1]);
+            _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_00_10_00>(p, q), _mm512_shuffle_f32x4::<0b11_01_11_01>(p, q))
+        });
+        // (q0 + q2, q1 + q3) within each 128-bit lane.
+        let u: [__m512; 2] = std::array::from_fn(|t| {
+            let (p, q) = (y[2 * t], y[2 * t + 1]);
+            _mm512_add_ps(_mm512_shuffle_ps::<0b01_00_01_00>(p, q), _mm512_shuffle_ps::<0b11_10_11_10>(p, q))
+        });
+        // The last addition; element 4k + m then holds a[4m + k].
+        let f = _mm512_add_ps(_mm512_shuffle_ps::<0b10_00_10_00>(u[0], u[1]), _mm512_shuffle_ps::<0b11_01_11_01>(u[0], u[1]));
+        let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        _mm512_permutexvar_ps(idx, f)
     }
 
     /// [`hsum`] of each element across sixteen vectors: the same tree, element-wise.
@@ -624,6 +664,33 @@ mod tests {
             unsafe { _mm512_storeu_ps(out.as_mut_ptr(), x512::expf(_mm512_loadu_ps(buf.as_ptr()))) };
             for (x, e) in c.iter().zip(out) {
                 assert_eq!(e.to_bits(), ggml::expf(*x).to_bits(), "e^{x}");
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn sixteen_sums_at_once_have_the_bits_of_each() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512: hsum16 is not used on this CPU");
+            return;
+        }
+        use std::arch::x86_64::*;
+        let mut seed = 3u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 10f32.powi((seed >> 20) as i32 % 7 - 3)
+        };
+        for _ in 0..200 {
+            let x: [[f32; 16]; 16] = std::array::from_fn(|_| std::array::from_fn(|_| rnd()));
+            let mut got = [0f32; 16];
+            // SAFETY: AVX-512F was detected.
+            unsafe {
+                let a: [__m512; 16] = std::array::from_fn(|p| _mm512_loadu_ps(x[p].as_ptr()));
+                _mm512_storeu_ps(got.as_mut_ptr(), x512::hsum16(&a));
+            }
+            for p in 0..16 {
+                assert_eq!(got[p].to_bits(), tree16(&x[p]).to_bits(), "sum {p}");
             }
         }
     }

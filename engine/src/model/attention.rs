@@ -12,7 +12,7 @@ use half::f16;
 use kiln_kernels::ThreadPool;
 
 use super::kv::KvCache;
-use super::ops::{exp_neg as exp, SharedMut};
+use super::ops::SharedMut;
 
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
@@ -267,7 +267,8 @@ mod ggml {
 /// heads at a time (12 accumulators), scaled by 1/Σp.
 #[cfg(target_arch = "x86_64")]
 mod x256 {
-    use super::{exp, Item, Kernel};
+    use super::super::ops::exp_neg as exp;
+    use super::{Item, Kernel};
     use std::arch::x86_64::*;
 
     pub fn kernel(sh: &super::AttnShape) -> Option<Kernel> {

@@ -264,8 +264,10 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             continue;
         }
         let rb = w.row_bytes();
+        // llama.cpp's summation order for the legacy types: its dot kernel for every product.
+        let exact = simd::llamacpp::dot_fn(w.ty).filter(|_| simd::llamacpp::enabled());
         #[cfg(target_arch = "x86_64")]
-        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| amx && n_tokens >= AMX_MIN_TOKENS && matches!(w.layout, Layout::RowMajor | Layout::Interleaved8) && simd::amx::available());
+        let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| exact.is_none() && amx && n_tokens >= AMX_MIN_TOKENS && matches!(w.layout, Layout::RowMajor | Layout::Interleaved8) && simd::amx::available());
         #[cfg(not(target_arch = "x86_64"))]
         let amx: Option<()> = {
             let _ = amx;
@@ -279,7 +281,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         };
         let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
         // Rows-as-lanes kernels: prefill, and every product over rows held as lanes.
-        let gemm = simd::gemm_fn(w.ty, w.layout).filter(|_| (n_tokens > 1 || w.layout == Layout::Lanes16) && amx.is_none());
+        let gemm = simd::gemm_fn(w.ty, w.layout).filter(|_| (n_tokens > 1 || w.layout == Layout::Lanes16) && amx.is_none() && exact.is_none());
         // They take 16 rows at a time; repacked weights are cut at group boundaries.
         let chunk = if gemm.is_some() { chunk.next_multiple_of(2 * repack::GROUP) } else { chunk };
         let chunk = chunk.next_multiple_of(w.layout.group_rows());
@@ -303,10 +305,10 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         plans[n_plans] = Some(Plan {
             w: j.w,
             rb,
-            dot: simd::vec_dot_fn(w.ty),
-            tile,
-            tile_rows: tile_rows.filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS),
-            rows: rows.filter(|_| n_tokens == 1),
+            dot: exact.unwrap_or_else(|| simd::vec_dot_fn(w.ty)),
+            tile: if exact.is_some() { simd::llamacpp::tile_fn(w.ty) } else { tile },
+            tile_rows: tile_rows.filter(|_| n_tokens > 1 && chunk <= MAX_CHUNK_ROWS && exact.is_none()),
+            rows: rows.filter(|_| n_tokens == 1 && exact.is_none()),
             gemm,
             native: w.layout == Layout::RowMajor || transposed.is_some(),
             #[cfg(target_arch = "x86_64")]

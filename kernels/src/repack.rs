@@ -89,9 +89,13 @@ impl Layout {
 /// [`repack_in_place`] makes it: [`Layout::Interleaved8`] for the legacy types with an
 /// interleaved mat-vec, [`Layout::Lanes16`] for Q4_K / Q6_K with rows-as-lanes kernels (AVX-512
 /// VNNI), [`Layout::Transposed`] for them with transposed kernels (AVX2), else
-/// [`Layout::RowMajor`] (also for everything with `KILN_INTERLEAVE=0`).
+/// [`Layout::RowMajor`] (also for everything with `KILN_INTERLEAVE=0`, and for the types that
+/// [`llamacpp`](crate::simd::llamacpp)'s order covers when that mode is on: its kernels read
+/// rows as the file has them).
 pub fn best_layout(ty: GgmlType, rows: usize, cols: usize) -> Layout {
-    if interleave_pays(ty, rows, cols) {
+    if crate::simd::llamacpp::enabled() && crate::simd::llamacpp::dot_fn(ty).is_some() {
+        Layout::RowMajor
+    } else if interleave_pays(ty, rows, cols) {
         Layout::Interleaved8
     } else if lanes_pay(ty, rows, cols) {
         Layout::Lanes16

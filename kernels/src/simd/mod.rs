@@ -18,6 +18,7 @@ pub mod avx512;
 mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod lanes;
+pub mod llamacpp;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "aarch64")]

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that run the real models.
 #![allow(dead_code)]
 
+pub mod fidelity;
+
 use std::path::PathBuf;
 
 /// The directory holding the development models (`scripts/fetch-models` puts them there).

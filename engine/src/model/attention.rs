@@ -379,12 +379,13 @@ mod x512 {
     /// llama.cpp's arithmetic (its CPU build with AVX-512, no flash attention) step by step, so
     /// that kiln's attention gives its bits (Q comes already rounded to f16, as ggml converts the
     /// product's f32 operand to the K cache's type):
-    /// - q·k: one 16-lane FMA accumulator over the head's dimensions, then [`hsum`] (tinyBLAS);
+    /// - q·k: one 16-lane FMA accumulator over the head's dimensions, then [`tree16`]'s additions
+    ///   (tinyBLAS), sixteen positions at once ([`hsum16`]);
     /// - softmax: e^(s − max) with ggml's vector exp ([`expf`]), summed per 16 cache cells
     ///   (position p in lane p mod 16) into an f64, each weight times (f32)(1/Σ), rounded to f16;
     /// - Σ p·v: every output element sums its positions in 16 lanes by position (lane p mod 16),
-    ///   then [`hsum`]'s tree: tinyBLAS's order for a matrix product whose inner dimension is
-    ///   the cache cells.
+    ///   then [`tree16`]'s additions element-wise: tinyBLAS's order for a matrix product whose
+    ///   inner dimension is the cache cells.
     ///
     /// NC: 16-lane chunks per head row.
     #[target_feature(enable = "avx512f,fma,f16c")]

@@ -251,6 +251,7 @@ mod x86 {
             GgmlType::Q8_0 => |x, ys, out| unsafe { signed_tile::<BlockQ8_0>(x, ys, out, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)) },
             GgmlType::Q4_0 => |x, ys, out| unsafe { signed_tile::<BlockQ4_0>(x, ys, out, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8))) },
             GgmlType::Q5_0 => |x, ys, out| unsafe { signed_tile::<BlockQ5_0>(x, ys, out, |a| q5_0_quants(a.qh, a.qs.as_ptr())) },
+            GgmlType::Q4_1 => |x, ys, out| unsafe { q4_1_tile(x, ys, out) },
             _ => return None,
         })
     }
@@ -278,6 +279,34 @@ mod x86 {
         }
         for k in 0..n {
             out[k] = finish(acc[k]);
+        }
+    }
+
+    /// [`q4_1`] for up to 8 tokens at once, each token's bits those of the dot kernel.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_1_tile(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+        let n = ys.len().min(out.len()).min(8);
+        let Some(x) = cast_or_none::<BlockQ4_1>(x) else { return out.fill(f32::NAN) };
+        let mut rows: [&[BlockQ8_1]; 8] = [&[]; 8];
+        for (r, y) in rows.iter_mut().zip(&ys[..n]) {
+            match cast_or_none::<BlockQ8_1>(y) {
+                Some(b) if b.len() == x.len() => *r = b,
+                _ => return out.fill(f32::NAN),
+            }
+        }
+        let (mut acc, mut summs) = ([_mm256_setzero_ps(); 8], [0f32; 8]);
+        for (i, a) in x.iter().enumerate() {
+            let (qa, dw, mw) = (nibbles_j_j16(a.qs.as_ptr()), fp16(a.d), fp16(a.m));
+            for k in 0..n {
+                let b = rows[k].get_unchecked(i);
+                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let lanes = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(qa, qb), _mm256_set1_epi16(1)));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * fp16(b.d)), lanes, acc[k]);
+                summs[k] += mw * fp16(b.s);
+            }
+        }
+        for k in 0..n {
+            out[k] = finish(acc[k]) + summs[k];
         }
     }
 

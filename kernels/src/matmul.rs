@@ -265,7 +265,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         }
         let rb = w.row_bytes();
         // llama.cpp's summation order for the legacy types: its dot kernel for every product.
-        let exact = simd::llamacpp::dot_fn(w.ty).filter(|_| simd::llamacpp::enabled());
+        let exact = if simd::llamacpp::enabled() { simd::llamacpp::dot_fn(w.ty) } else { None };
         #[cfg(target_arch = "x86_64")]
         let amx = simd::amx::Kind::of(w.ty, w.cols).filter(|_| exact.is_none() && amx && n_tokens >= AMX_MIN_TOKENS && matches!(w.layout, Layout::RowMajor | Layout::Interleaved8) && simd::amx::available());
         #[cfg(not(target_arch = "x86_64"))]

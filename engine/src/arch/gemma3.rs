@@ -6,7 +6,7 @@
 //!     Q = rms_norm_per_head(Q)·attn_q_norm;  K = rms_norm_per_head(K)·attn_k_norm   (before RoPE)
 //!     RoPE NEOX;  Q *= 1/sqrt(head_dim);  attention (GQA, causal, sliding window on local layers)
 //!     sa = rms_norm(Wo·attn)·post_attention_norm + h
-//!     f = W_down·(gelu_tanh(W_gate·x') ⊙ W_up·x'),  x' = rms_norm(sa)·ffn_norm
+//!     f = W_down·(gelu_tanh(W_gate·x') ⊙ W_up·x'),  x' = rms_norm(sa)·ffn_norm   (GELU from ggml's f16 table, ops::geglu)
 //!     h = rms_norm(f)·post_ffw_norm + sa
 //! logits = token_embd · (rms_norm(h)·output_norm)   (tied unless output.weight exists)
 //! The converter already stored 1 + w in every *norm.weight: the norms multiply by w as is.

@@ -408,12 +408,13 @@ mod x512 {
         };
         // Scores: up to 8 heads × 16 positions of accumulators, then the sixteen sums of each
         // head at once ([`hsum16`]); each key row is widened once for the heads of a pass.
+        // Lanes past a short last block keep earlier values; their sums are not stored.
         let scale = _mm512_set1_ps(sh.scale);
+        let mut accs = [[_mm512_setzero_ps(); 16]; 8];
         for h0 in (0..heads).step_by(8) {
             let hs = 8.min(heads - h0);
             for j0 in (0..n).step_by(16) {
                 let m = 16.min(n - j0);
-                let mut accs = [[_mm512_setzero_ps(); 16]; 8];
                 for j in 0..m {
                     let slot = it.cache.slot(it.layer, it.first + j0 + j);
                     let kp = keys[slot * kw + it.kvh * hd..][..hd].as_ptr();

@@ -190,21 +190,45 @@ fn portable<W: bytemuck::Pod + Scaled, Y: bytemuck::Pod + Act>(x: &[u8], y: &[u8
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{abs_sign, cast_or_none, fp16, nibbles_j_j16, q5_0_quants};
+    use super::super::x86::{abs_sign, cast_or_none, cast_rows, dot_u8i8_avx2, fp16, nibbles_j_j16, q5_0_quants};
     use super::*;
     use std::arch::x86_64::*;
 
+    /// A tile kernel (see [`crate::simd::VecDotTileFn`]) compiled for AVX2.
+    type Tile = unsafe fn(&[u8], &[&[u8]], &mut [f32]);
+
     pub fn dot_fn(ty: GgmlType) -> Option<VecDotFn> {
-        // SAFETY (each): handed out only when AVX2, FMA and F16C were detected.
+        // SAFETY (each): handed out only when AVX2, FMA and F16C were detected. The legacy dots
+        // are their one-token tiles: the same bits by construction.
         Some(match ty {
-            GgmlType::Q8_0 => |x, y| unsafe { q8_0(x, y) },
-            GgmlType::Q4_0 => |x, y| unsafe { q4_0(x, y) },
-            GgmlType::Q5_0 => |x, y| unsafe { q5_0(x, y) },
-            GgmlType::Q4_1 => |x, y| unsafe { q4_1(x, y) },
+            GgmlType::Q8_0 => |x, y| unsafe { one(tile_q8_0, x, y) },
+            GgmlType::Q4_0 => |x, y| unsafe { one(tile_q4_0, x, y) },
+            GgmlType::Q5_0 => |x, y| unsafe { one(tile_q5_0, x, y) },
+            GgmlType::Q4_1 => |x, y| unsafe { one(tile_q4_1, x, y) },
             GgmlType::Q6_K => |x, y| unsafe { q6_k(x, y) },
             _ => return None,
         })
     }
+
+    pub fn tile_fn(ty: GgmlType) -> Option<crate::simd::VecDotTileFn> {
+        // SAFETY (each): handed out only when AVX2, FMA and F16C were detected.
+        Some(match ty {
+            GgmlType::Q8_0 => |x, ys, out| unsafe { tile_q8_0(x, ys, out) },
+            GgmlType::Q4_0 => |x, ys, out| unsafe { tile_q4_0(x, ys, out) },
+            GgmlType::Q5_0 => |x, ys, out| unsafe { tile_q5_0(x, ys, out) },
+            GgmlType::Q4_1 => |x, ys, out| unsafe { tile_q4_1(x, ys, out) },
+            _ => return None,
+        })
+    }
+
+    /// `tile` for one token.
+    #[inline]
+    unsafe fn one(tile: Tile, x: &[u8], y: &[u8]) -> f32 {
+        let mut out = [f32::NAN];
+        tile(x, &[y], &mut out);
+        out[0]
+    }
+
 
     /// [`super::q6_k`] as ggml computes it: per half super-block, the four 32-element chunks as
     /// unsigned 6-bit quants, `vpmaddubsw` against the activations less 32·Σ pairs, `vpmaddwd`
@@ -245,36 +269,36 @@ mod x86 {
         finish(acc)
     }
 
-    pub fn tile_fn(ty: GgmlType) -> Option<crate::simd::VecDotTileFn> {
-        // SAFETY (each): handed out only when AVX2, FMA and F16C were detected.
-        Some(match ty {
-            GgmlType::Q8_0 => |x, ys, out| unsafe { signed_tile::<BlockQ8_0>(x, ys, out, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)) },
-            GgmlType::Q4_0 => |x, ys, out| unsafe { signed_tile::<BlockQ4_0>(x, ys, out, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8))) },
-            GgmlType::Q5_0 => |x, ys, out| unsafe { signed_tile::<BlockQ5_0>(x, ys, out, |a| q5_0_quants(a.qh, a.qs.as_ptr())) },
-            GgmlType::Q4_1 => |x, ys, out| unsafe { q4_1_tile(x, ys, out) },
-            _ => return None,
-        })
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+        signed_tile::<BlockQ8_0>(x, ys, out, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i))
     }
 
-    /// [`signed_rows`] for up to 8 tokens at once: the weight block unpacked once, each token's
-    /// lanes and FMA as in the dot kernel.
     #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_q4_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+        signed_tile::<BlockQ4_0>(x, ys, out, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_q5_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+        signed_tile::<BlockQ5_0>(x, ys, out, |a| q5_0_quants(a.qh, a.qs.as_ptr()))
+    }
+
+    /// Up to 8 tokens against one weight row of signed quants (`quants` unpacks a block once):
+    /// per token, Σ over blocks of FMA(d_w·d_x, lanes), then [`finish`].
+    #[inline(always)]
     unsafe fn signed_tile<W: bytemuck::Pod + Scaled>(x: &[u8], ys: &[&[u8]], out: &mut [f32], quants: impl Fn(&W) -> __m256i) {
         let n = ys.len().min(out.len()).min(8);
         let Some(x) = cast_or_none::<W>(x) else { return out.fill(f32::NAN) };
-        let mut rows: [&[BlockQ8_0]; 8] = [&[]; 8];
-        for (r, y) in rows.iter_mut().zip(&ys[..n]) {
-            match cast_or_none::<BlockQ8_0>(y) {
-                Some(b) if b.len() == x.len() => *r = b,
-                _ => return out.fill(f32::NAN),
-            }
-        }
+        let Some(rows) = cast_rows::<BlockQ8_0>(&ys[..n], x.len()) else { return out.fill(f32::NAN) };
         let mut acc = [_mm256_setzero_ps(); 8];
         for (i, a) in x.iter().enumerate() {
             let (qa, dw) = (quants(a), a.d());
             for k in 0..n {
                 let b = rows[k].get_unchecked(i);
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * fp16(b.d)), lanes_signed(qa, b), acc[k]);
+                let (ua, sb) = abs_sign(qa, _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * fp16(b.d)), _mm256_cvtepi32_ps(dot_u8i8_avx2(ua, sb)), acc[k]);
             }
         }
         for k in 0..n {
@@ -282,25 +306,18 @@ mod x86 {
         }
     }
 
-    /// [`q4_1`] for up to 8 tokens at once, each token's bits those of the dot kernel.
+    /// Q4_1 (unsigned nibbles against Q8_1) for up to 8 tokens, with each token's Σ m·s.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q4_1_tile(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
+    unsafe fn tile_q4_1(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
         let n = ys.len().min(out.len()).min(8);
         let Some(x) = cast_or_none::<BlockQ4_1>(x) else { return out.fill(f32::NAN) };
-        let mut rows: [&[BlockQ8_1]; 8] = [&[]; 8];
-        for (r, y) in rows.iter_mut().zip(&ys[..n]) {
-            match cast_or_none::<BlockQ8_1>(y) {
-                Some(b) if b.len() == x.len() => *r = b,
-                _ => return out.fill(f32::NAN),
-            }
-        }
+        let Some(rows) = cast_rows::<BlockQ8_1>(&ys[..n], x.len()) else { return out.fill(f32::NAN) };
         let (mut acc, mut summs) = ([_mm256_setzero_ps(); 8], [0f32; 8]);
         for (i, a) in x.iter().enumerate() {
             let (qa, dw, mw) = (nibbles_j_j16(a.qs.as_ptr()), fp16(a.d), fp16(a.m));
             for k in 0..n {
                 let b = rows[k].get_unchecked(i);
-                let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let lanes = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(qa, qb), _mm256_set1_epi16(1)));
+                let lanes = _mm256_cvtepi32_ps(dot_u8i8_avx2(qa, _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i)));
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * fp16(b.d)), lanes, acc[k]);
                 summs[k] += mw * fp16(b.s);
             }
@@ -308,14 +325,6 @@ mod x86 {
         for k in 0..n {
             out[k] = finish(acc[k]) + summs[k];
         }
-    }
-
-    /// Eight lanes of 4-element integer dots of signed weight bytes `qa` with `b`'s quants.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn lanes_signed(qa: __m256i, b: &BlockQ8_0) -> __m256 {
-        let (ua, sb) = abs_sign(qa, _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i));
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ua, sb), _mm256_set1_epi16(1)))
     }
 
     #[inline]
@@ -326,51 +335,6 @@ mod x86 {
         hsum8(&l)
     }
 
-    /// Σ over blocks of FMA(d_w·d_x, lanes) for weight blocks whose quants `quants` unpacks.
-    #[inline(always)]
-    unsafe fn signed_rows<W: bytemuck::Pod + Scaled>(x: &[u8], y: &[u8], quants: impl Fn(&W) -> __m256i) -> f32 {
-        let (Some(x), Some(y)) = (cast_or_none::<W>(x), cast_or_none::<BlockQ8_0>(y)) else { return f32::NAN };
-        if x.len() != y.len() {
-            return f32::NAN;
-        }
-        let mut acc = _mm256_setzero_ps();
-        for (a, b) in x.iter().zip(y) {
-            let d = _mm256_set1_ps(a.d() * fp16(b.d));
-            acc = _mm256_fmadd_ps(d, lanes_signed(quants(a), b), acc);
-        }
-        finish(acc)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q8_0(x: &[u8], y: &[u8]) -> f32 {
-        signed_rows::<BlockQ8_0>(x, y, |a| _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q4_0(x: &[u8], y: &[u8]) -> f32 {
-        signed_rows::<BlockQ4_0>(x, y, |a| _mm256_sub_epi8(nibbles_j_j16(a.qs.as_ptr()), _mm256_set1_epi8(8)))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q5_0(x: &[u8], y: &[u8]) -> f32 {
-        signed_rows::<BlockQ5_0>(x, y, |a| q5_0_quants(a.qh, a.qs.as_ptr()))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q4_1(x: &[u8], y: &[u8]) -> f32 {
-        let (Some(x), Some(y)) = (cast_or_none::<BlockQ4_1>(x), cast_or_none::<BlockQ8_1>(y)) else { return f32::NAN };
-        if x.len() != y.len() {
-            return f32::NAN;
-        }
-        let (mut acc, mut summs) = (_mm256_setzero_ps(), 0f32);
-        for (a, b) in x.iter().zip(y) {
-            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let lanes = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_j_j16(a.qs.as_ptr()), qb), _mm256_set1_epi16(1)));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(a.d) * fp16(b.d)), lanes, acc);
-            summs += fp16(a.m) * fp16(b.s);
-        }
-        finish(acc) + summs
-    }
 
     #[cfg(test)]
     mod tests {

@@ -59,12 +59,14 @@ pub struct ModelInfo {
 }
 
 pub struct Model {
+    /// First, so it is dropped first: its pool's threads may read `gguf`'s weights until then
+    /// (`ThreadPool::allow_idle_reads`).
+    exec: Mutex<Exec>,
     gguf: GgufFile,
     info: ModelInfo,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     arch: Arch,
-    exec: Mutex<Exec>,
     load_duration: Duration,
 }
 
@@ -121,13 +123,17 @@ impl Model {
         gguf.forget_arrays("tokenizer.ggml.");
         gguf.release_header();
         trim_heap();
+        let exec = Exec::new(threads);
+        // SAFETY: the weights outlive the pool: `exec` is declared before `gguf` in `Model`,
+        // so it is dropped (its workers joined) first, and `gguf`'s bytes never move.
+        unsafe { exec.pool.allow_idle_reads(gguf.data()) };
         Ok(Arc::new(Model {
+            exec: Mutex::new(exec),
             gguf,
             info,
             tokenizer,
             template,
             arch,
-            exec: Mutex::new(Exec::new(threads)),
             load_duration: t0.elapsed(),
         }))
     }

@@ -47,13 +47,15 @@ pub fn attention(pool: &ThreadPool, cache: &KvCache, layer: usize, start: usize,
     let group = sh.n_head / sh.n_kv_head.max(1);
     // The AVX-512 and AVX2 kernels take a token and the query heads sharing one KV head (each
     // key and value row widened from f16 once for all of them); one head per item for a single
-    // token, so decode still spreads over the threads. The portable kernel takes one head.
+    // token when there are fewer KV heads than threads, so decode still spreads over them. The
+    // portable kernel takes one head. (Decode of the synthetic 1.1B, 4 KV heads, 2 threads,
+    // alternating with one head per item every 4 tokens: +0.6%, +0.9%, +1.2%.)
     #[cfg(target_arch = "x86_64")]
     let wide = x512::kernel(sh).or_else(|| x256::kernel(sh));
     #[cfg(not(target_arch = "x86_64"))]
     let wide: Option<Kernel> = None;
     let (kernel, per): (Kernel, usize) = match wide {
-        Some(k) => (k, if n_tok == 1 { 1 } else { group }),
+        Some(k) => (k, if n_tok == 1 && sh.n_kv_head < pool.n_threads() { 1 } else { group }),
         None => (ggml::kernel(), 1),
     };
     let per_tok = sh.n_head / per;

@@ -368,11 +368,37 @@ const MAX_AHEAD_THREADS: usize = 16;
 /// Per thread, (address, bytes) of a dispatch's first chunks; zero bytes where there is none.
 type Firsts = [(usize, usize); MAX_AHEAD_THREADS];
 
+/// A dispatching thread's memory of its decode dispatches: per dispatch (keyed by the address
+/// of its first chunk), the first chunks of the dispatch that followed it last time; and the
+/// key of the last dispatch.
+#[derive(Default)]
+struct Successors {
+    last: usize,
+    next: std::collections::HashMap<usize, Firsts>,
+}
+
+impl Successors {
+    /// Most dispatches remembered (one per distinct product group of the models a thread has
+    /// run); past that the memory starts over.
+    const MAX: usize = 4096;
+
+    /// Records `mine` (a dispatch's first chunks) as what followed the previous dispatch, and
+    /// returns what followed this one last time (zero lengths when not known).
+    fn swap(&mut self, mine: Firsts) -> Firsts {
+        let key = mine[0].0;
+        if self.last != 0 && self.last != key {
+            if self.next.len() >= Self::MAX {
+                self.next.clear();
+            }
+            self.next.insert(self.last, mine);
+        }
+        self.last = key;
+        self.next.get(&key).copied().unwrap_or([(0, 0); MAX_AHEAD_THREADS])
+    }
+}
+
 thread_local! {
-    /// The dispatching thread's memory of its decode dispatches: per dispatch (keyed by the
-    /// address of its first chunk), the first chunks of the dispatch that followed it last time;
-    /// and the key of the last dispatch.
-    static SUCCESSORS: std::cell::RefCell<(usize, std::collections::HashMap<usize, Firsts>)> = std::cell::RefCell::new((0, std::collections::HashMap::new()));
+    static SUCCESSORS: std::cell::RefCell<Successors> = std::cell::RefCell::new(Successors::default());
 }
 
 /// Decode's read-ahead. A decode step runs the same mat-vecs in the same order every token, and
@@ -396,23 +422,13 @@ fn decode_read_ahead<'p>(nt: usize, total: usize, locate: impl Fn(usize) -> Opti
     }
     let mut mine: Firsts = [(0, 0); MAX_AHEAD_THREADS];
     for (t, m) in mine.iter_mut().enumerate().take(nt.min(total)) {
-        // Transposed blocks are not read in row order; their chunks are not guessed.
-        if let Some((_, p, r0, r1)) = locate(t).filter(|(_, p, ..)| p.w.layout != Layout::Transposed) {
+        // Every layout keeps a chunk's rows in its bytes r0·rb..r1·rb (repacks stay within
+        // a row group).
+        if let Some((_, p, r0, r1)) = locate(t) {
             *m = (p.w.data.as_ptr() as usize + r0 * p.rb, ((r1 - r0) * p.rb).min(bytes));
         }
     }
-    SUCCESSORS.with_borrow_mut(|(last, map)| {
-        let key = mine[0].0;
-        if *last != 0 && *last != key {
-            // Bounded: one entry per distinct dispatch of the models this thread has run.
-            if map.len() >= 4096 {
-                map.clear();
-            }
-            map.insert(*last, mine);
-        }
-        *last = key;
-        Some(map.get(&key).copied().unwrap_or([(0, 0); MAX_AHEAD_THREADS]))
-    })
+    Some(SUCCESSORS.with_borrow_mut(|s| s.swap(mine)))
 }
 
 /// `KILN_DECODE_READ_AHEAD` bytes, else 512 KiB.
@@ -796,6 +812,36 @@ mod tests {
         matmul(&pool, &QMatrix::new(ty, &wq, rows, cols).unwrap(), &x, 1, &mut full, &mut acts);
         matmul(&pool, &QMatrix::new(ty, &wq[2 * rb..5 * rb], 3, cols).unwrap(), &x, 1, &mut part, &mut acts);
         assert_eq!(&full[2..5], &part[..]);
+    }
+
+    #[test]
+    fn decode_dispatches_learn_their_successors() {
+        let firsts = |a: usize| {
+            let mut f = [(0, 0); MAX_AHEAD_THREADS];
+            f[0] = (a, 100);
+            f[1] = (a + 100, 100);
+            f
+        };
+        let mut s = Successors::default();
+        // The first token: nothing is known yet.
+        for a in [1000, 2000, 3000] {
+            assert_eq!(s.swap(firsts(a))[0].1, 0);
+        }
+        // From the second on, each dispatch names the one after it (the last names the first).
+        for _ in 0..3 {
+            assert_eq!(s.swap(firsts(1000)), firsts(2000));
+            assert_eq!(s.swap(firsts(2000)), firsts(3000));
+            assert_eq!(s.swap(firsts(3000)), firsts(1000));
+        }
+        // A changed order is learned on its first pass.
+        assert_eq!(s.swap(firsts(1000)), firsts(2000));
+        assert_eq!(s.swap(firsts(3000)), firsts(1000));
+        assert_eq!(s.swap(firsts(1000)), firsts(3000));
+        // The memory is bounded.
+        for a in 0..2 * Successors::MAX {
+            s.swap(firsts(10_000 + 64 * a));
+        }
+        assert!(s.next.len() <= Successors::MAX);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod error;
 pub mod matmul;
 pub mod pool;
 pub mod quants;
+mod read_ahead;
 pub mod repack;
 pub mod simd;
 pub mod types;

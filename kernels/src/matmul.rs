@@ -5,6 +5,7 @@
 use crate::error::KernelError;
 use crate::pool::ThreadPool;
 use crate::quants::{self, q8_k::BlockQ8K};
+use crate::read_ahead;
 use crate::repack::{self, Layout};
 use crate::simd;
 use crate::types::GgmlType;
@@ -279,7 +280,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             // any order to even out stragglers) started four. Decode alternating one and four
             // every 4 tokens in one process (the machine's bandwidth drifts between runs), Zen
             // 4, 2 threads: SmolLM2 +12%, synthetic 1.1B +1.3% / +2.6%. It also lets
-            // `decode_read_ahead` know which rows a thread takes first.
+            // `read_ahead` know which rows a thread takes first.
             w.rows.div_ceil(pool.n_threads()).max(16)
         } else {
             (CHUNK_BYTES / rb.max(1)).clamp(4, MAX_CHUNK_ROWS).min(w.rows.div_ceil(2 * pool.n_threads()))
@@ -341,7 +342,14 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         plans[j].as_ref().map(|p| (j, p, c * p.chunk, ((c + 1) * p.chunk).min(p.w.rows)))
     };
     let nt = pool.n_threads();
-    let ahead = if n_tokens == 1 && nt > 1 { decode_read_ahead(nt, total, locate) } else { None };
+    let ahead = if n_tokens == 1 && nt > 1 {
+        // Every layout keeps a chunk's rows in its bytes r0·rb..r1·rb (repacks stay within a
+        // row group).
+        let first_chunk = |t| locate(t).map_or((0, 0), |(_, p, r0, r1)| (p.w.data.as_ptr() as usize + r0 * p.rb, (r1 - r0) * p.rb));
+        read_ahead::next_firsts(nt, (0..total).map(first_chunk))
+    } else {
+        None
+    };
     // With a guess of the next dispatch, thread t starts on chunk t (the one it read ahead for
     // this dispatch); the other chunks go to whichever thread is free.
     let first = if ahead.is_some() { nt.min(total) } else { 0 };
@@ -360,81 +368,6 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             crate::pool::read_while_idle(a as *const u8, len);
         }
     });
-}
-
-/// Most pool threads the decode read-ahead serves (with more it is off).
-const MAX_AHEAD_THREADS: usize = 16;
-
-/// Per thread, (address, bytes) of a dispatch's first chunks; zero bytes where there is none.
-type Firsts = [(usize, usize); MAX_AHEAD_THREADS];
-
-/// A dispatching thread's memory of its decode dispatches: per dispatch (keyed by the address
-/// of its first chunk), the first chunks of the dispatch that followed it last time; and the
-/// key of the last dispatch.
-#[derive(Default)]
-struct Successors {
-    last: usize,
-    next: std::collections::HashMap<usize, Firsts>,
-}
-
-impl Successors {
-    /// Most dispatches remembered (one per distinct product group of the models a thread has
-    /// run); past that the memory starts over.
-    const MAX: usize = 4096;
-
-    /// Records `mine` (a dispatch's first chunks) as what followed the previous dispatch, and
-    /// returns what followed this one last time (zero lengths when not known).
-    fn swap(&mut self, mine: Firsts) -> Firsts {
-        let key = mine[0].0;
-        if self.last != 0 && self.last != key {
-            if self.next.len() >= Self::MAX {
-                self.next.clear();
-            }
-            self.next.insert(self.last, mine);
-        }
-        self.last = key;
-        self.next.get(&key).copied().unwrap_or([(0, 0); MAX_AHEAD_THREADS])
-    }
-}
-
-thread_local! {
-    static SUCCESSORS: std::cell::RefCell<Successors> = std::cell::RefCell::new(Successors::default());
-}
-
-/// Decode's read-ahead. A decode step runs the same mat-vecs in the same order every token, and
-/// each thread waits at the end of each one: for the others to finish their rows, and through
-/// the norms, RoPE and attention between products, while the memory bus idles. So each decode
-/// dispatch records its threads' first chunks as the successor of the dispatch before it, and
-/// returns what followed this dispatch the last time: after its last chunk, thread t reads the
-/// first 512 KiB of its first chunk of that dispatch ([`crate::pool::read_while_idle`], within
-/// the pool's arena only), and starts that dispatch on it. `KILN_DECODE_READ_AHEAD` sets the
-/// bytes (0 turns it off, and decode goes back to chunks claimed in any order).
-///
-/// Decode tokens/s, Zen 4, 2 threads, alternating every 4 tokens in one process between this
-/// with one chunk per thread and the earlier four chunks a thread claimed in any order: synthetic
-/// 1.1B +4.5%, +3.8%, +3.9% (one chunk a thread alone: +1.3%, +2.6%), gemma3 +5.2%, +3.6%,
-/// SmolLM2 +9.6%, +13.4% (alone +12%). 256 KiB, 768 KiB and 1 MiB ahead did no better than
-/// 512 KiB on the 1.1B (+4.8%, +2.1%, +4.0%).
-fn decode_read_ahead<'p>(nt: usize, total: usize, locate: impl Fn(usize) -> Option<(usize, &'p Plan<'p>, usize, usize)>) -> Option<Firsts> {
-    let bytes = read_ahead_bytes();
-    if bytes == 0 || nt > MAX_AHEAD_THREADS {
-        return None;
-    }
-    let mut mine: Firsts = [(0, 0); MAX_AHEAD_THREADS];
-    for (t, m) in mine.iter_mut().enumerate().take(nt.min(total)) {
-        // Every layout keeps a chunk's rows in its bytes r0·rb..r1·rb (repacks stay within
-        // a row group).
-        if let Some((_, p, r0, r1)) = locate(t) {
-            *m = (p.w.data.as_ptr() as usize + r0 * p.rb, ((r1 - r0) * p.rb).min(bytes));
-        }
-    }
-    Some(SUCCESSORS.with_borrow_mut(|s| s.swap(mine)))
-}
-
-/// `KILN_DECODE_READ_AHEAD` bytes, else 512 KiB.
-fn read_ahead_bytes() -> usize {
-    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BYTES.get_or_init(|| std::env::var("KILN_DECODE_READ_AHEAD").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(512 * 1024))
 }
 
 /// How far ahead of the row being multiplied a mat-vec asks for weight bytes (into L2). The
@@ -812,36 +745,6 @@ mod tests {
         matmul(&pool, &QMatrix::new(ty, &wq, rows, cols).unwrap(), &x, 1, &mut full, &mut acts);
         matmul(&pool, &QMatrix::new(ty, &wq[2 * rb..5 * rb], 3, cols).unwrap(), &x, 1, &mut part, &mut acts);
         assert_eq!(&full[2..5], &part[..]);
-    }
-
-    #[test]
-    fn decode_dispatches_learn_their_successors() {
-        let firsts = |a: usize| {
-            let mut f = [(0, 0); MAX_AHEAD_THREADS];
-            f[0] = (a, 100);
-            f[1] = (a + 100, 100);
-            f
-        };
-        let mut s = Successors::default();
-        // The first token: nothing is known yet.
-        for a in [1000, 2000, 3000] {
-            assert_eq!(s.swap(firsts(a))[0].1, 0);
-        }
-        // From the second on, each dispatch names the one after it (the last names the first).
-        for _ in 0..3 {
-            assert_eq!(s.swap(firsts(1000)), firsts(2000));
-            assert_eq!(s.swap(firsts(2000)), firsts(3000));
-            assert_eq!(s.swap(firsts(3000)), firsts(1000));
-        }
-        // A changed order is learned on its first pass.
-        assert_eq!(s.swap(firsts(1000)), firsts(2000));
-        assert_eq!(s.swap(firsts(3000)), firsts(1000));
-        assert_eq!(s.swap(firsts(1000)), firsts(3000));
-        // The memory is bounded.
-        for a in 0..2 * Successors::MAX {
-            s.swap(firsts(10_000 + 64 * a));
-        }
-        assert!(s.next.len() <= Successors::MAX);
     }
 
     #[test]

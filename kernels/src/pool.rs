@@ -2,7 +2,7 @@
 //! after that, so the ~200 small mat-vecs of a decode step pay no thread hand-off (spec §2.6).
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 /// How many spin iterations a worker waits for the next job before parking.
@@ -39,8 +39,8 @@ fn idle_read_step(s: &Shared) -> bool {
     if a >= end {
         return false;
     }
-    let (lo, hi) = (s.arena.0.load(Ordering::Relaxed), s.arena.1.load(Ordering::Relaxed));
-    if a < lo || end > hi {
+    let inside = s.arena.get().is_some_and(|&(lo, hi)| lo <= a && end <= hi);
+    if !inside {
         IDLE_READ.set((0, 0));
         return false;
     }
@@ -70,7 +70,7 @@ struct Shared {
     shutdown: AtomicBool,
     sleepers: AtomicUsize,
     /// Addresses [start, end) idle threads may read ([`ThreadPool::allow_idle_reads`]).
-    arena: (AtomicUsize, AtomicUsize),
+    arena: OnceLock<(usize, usize)>,
     lock: Mutex<()>,
     wake: Condvar,
     n_threads: usize,
@@ -99,7 +99,7 @@ impl ThreadPool {
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
-            arena: (AtomicUsize::new(0), AtomicUsize::new(0)),
+            arena: OnceLock::new(),
             lock: Mutex::new(()),
             wake: Condvar::new(),
             n_threads,
@@ -143,16 +143,16 @@ impl ThreadPool {
         self.shared.n_threads
     }
 
-    /// Lets this pool's threads read `arena` while they wait (see [`read_while_idle`]);
-    /// replaces any earlier arena.
+    /// Lets this pool's threads read `arena` while they wait (see [`read_while_idle`]). A pool
+    /// has one arena, set once (so a waiting thread never sees half of one): a later call
+    /// changes nothing and returns false.
     ///
     /// # Safety
     /// `arena` must stay readable (mapped, not freed) until this pool is dropped: a worker may
     /// be reading it at any time until then.
-    pub unsafe fn allow_idle_reads(&self, arena: &[u8]) {
+    pub unsafe fn allow_idle_reads(&self, arena: &[u8]) -> bool {
         let a = arena.as_ptr() as usize;
-        self.shared.arena.0.store(a, Ordering::Relaxed);
-        self.shared.arena.1.store(a + arena.len(), Ordering::Relaxed);
+        self.shared.arena.set((a, a + arena.len())).is_ok()
     }
 
     /// Runs f(thread_index, n_threads) on every thread (the caller is thread 0) and returns when

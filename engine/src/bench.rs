@@ -11,12 +11,17 @@ pub struct Rate {
     pub tokens: usize,
     pub tok_s_mean: f64,
     pub tok_s_sd: f64,
+    /// The fastest repetition: the statistic ../shared/tools/llamacpp-bench.py reports for
+    /// llama.cpp, so `scripts/bench-vs-llamacpp` compares like with like.
+    pub tok_s_best: f64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchResult {
     pub model: String,
     pub threads: usize,
+    /// Tokens already in the context, not timed, before each pp and tg run (llama-bench's `-d`).
+    pub depth: usize,
     pub pp: Rate,
     pub tg: Rate,
     pub peak_rss_bytes: u64,
@@ -32,7 +37,8 @@ pub(crate) fn rate(tokens: usize, secs: &[f64]) -> Rate {
     let n = rates.len().max(1) as f64;
     let mean = rates.iter().sum::<f64>() / n;
     let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    Rate { tokens, tok_s_mean: mean, tok_s_sd: var.sqrt() }
+    let best = rates.iter().copied().fold(0.0, f64::max);
+    Rate { tokens, tok_s_mean: mean, tok_s_sd: var.sqrt(), tok_s_best: best }
 }
 
 /// Deterministic pseudo-random prompt tokens (llama-bench also uses random tokens).
@@ -49,16 +55,31 @@ pub(crate) fn tokens(n_vocab: usize, n: usize) -> Vec<u32> {
         .collect()
 }
 
+/// The `depth` context tokens and the `pp` prompt tokens of a run, from one stream so they differ.
+pub(crate) fn context_and_prompt(n_vocab: usize, depth: usize, pp: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut all = tokens(n_vocab, depth + pp.max(1));
+    let prompt = all.split_off(depth);
+    (all, prompt)
+}
+
 /// Prompt processing of `pp` tokens and generation of `tg` tokens, each `reps` times after
-/// one warm-up; a fresh context each time, as llama-bench does.
-pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Result<BenchResult> {
+/// one warm-up; a fresh context each time, holding `depth` untimed tokens first (llama-bench's
+/// `-d`; 0 is llama-bench's default).
+pub fn run(model: &Model, name: &str, pp: usize, tg: usize, depth: usize, reps: usize) -> Result<BenchResult> {
     let reps = reps.max(1);
-    let prompt = tokens(model.info().n_vocab, pp.max(1));
+    let (context, prompt) = context_and_prompt(model.info().n_vocab, depth, pp);
     let mut logits = Vec::new();
+    let fresh = |n: usize, logits: &mut Vec<f32>| -> Result<_> {
+        let mut cache = model.new_cache(context.len() + n);
+        if !context.is_empty() {
+            model.eval(&mut cache, &context, Outputs::Last, OutputKind::Logits, logits)?;
+        }
+        Ok(cache)
+    };
     let mut pp_secs = Vec::new();
     let mut kv_bytes = 0;
     for r in 0..=reps {
-        let mut cache = model.new_cache(prompt.len());
+        let mut cache = fresh(prompt.len(), &mut logits)?;
         logits.clear();
         let t = Instant::now();
         model.eval(&mut cache, &prompt, Outputs::Last, OutputKind::Logits, &mut logits)?;
@@ -70,7 +91,7 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Resu
     let mut tg_secs = Vec::new();
     let gen = tokens(model.info().n_vocab, tg.max(1));
     for r in 0..=reps {
-        let mut cache = model.new_cache(gen.len() + 1);
+        let mut cache = fresh(gen.len(), &mut logits)?;
         let t = Instant::now();
         for &tok in &gen {
             logits.clear();
@@ -84,6 +105,7 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, reps: usize) -> Resu
     Ok(BenchResult {
         model: name.to_string(),
         threads: model.info().threads,
+        depth,
         pp: rate(prompt.len(), &pp_secs),
         tg: rate(gen.len(), &tg_secs),
         peak_rss_bytes: peak_rss_bytes(),
@@ -102,4 +124,32 @@ pub fn peak_rss_bytes() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_report_mean_spread_and_best() {
+        let r = rate(100, &[1.0, 0.5, 2.0]);
+        assert_eq!(r.tokens, 100);
+        assert!((r.tok_s_mean - (100.0 + 200.0 + 50.0) / 3.0).abs() < 1e-9);
+        assert_eq!(r.tok_s_best, 200.0);
+        assert!(r.tok_s_sd > 0.0);
+        let one = rate(10, &[2.0]);
+        assert_eq!((one.tok_s_mean, one.tok_s_best, one.tok_s_sd), (5.0, 5.0, 0.0));
+    }
+
+    #[test]
+    fn depth_tokens_precede_the_prompt_and_stay_in_the_vocabulary() {
+        let (context, prompt) = context_and_prompt(1000, 16, 32);
+        assert_eq!((context.len(), prompt.len()), (16, 32));
+        assert!(context.iter().chain(&prompt).all(|&t| t < 1000));
+        // Without depth the prompt is what it always was, so runs stay comparable.
+        let (none, plain) = context_and_prompt(1000, 0, 32);
+        assert!(none.is_empty());
+        assert_eq!(plain, tokens(1000, 32));
+        assert_ne!(&prompt[..], &plain[..]);
+    }
 }

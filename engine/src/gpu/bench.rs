@@ -4,22 +4,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{GpuModel, GpuSession};
-use crate::bench::{peak_rss_bytes, rate, tokens, BenchResult};
+use crate::bench::{context_and_prompt, peak_rss_bytes, rate, tokens, BenchResult};
 use crate::error::Result;
 use crate::model::exec::Outputs;
 
 /// Prompt processing of `pp` tokens and generation of `tg` tokens, each `reps` times after one
-/// warm-up, on one session whose cache is emptied between runs. `threads` reports 0.
-pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, reps: usize) -> Result<BenchResult> {
+/// warm-up, on one session whose cache is emptied between runs down to `depth` untimed context
+/// tokens. `threads` reports 0.
+pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, depth: usize, reps: usize) -> Result<BenchResult> {
     let reps = reps.max(1);
     let n_vocab = gpu.model().info().n_vocab;
-    let prompt = tokens(n_vocab, pp.max(1));
+    let (context, prompt) = context_and_prompt(n_vocab, depth, pp);
     let gen = tokens(n_vocab, tg.max(1));
-    let mut session = GpuSession::new(gpu, prompt.len().max(gen.len()))?;
+    let mut session = GpuSession::new(gpu, context.len() + prompt.len().max(gen.len()))?;
     let mut logits = Vec::new();
+    if !context.is_empty() {
+        session.eval(&context, Outputs::Last, &mut logits)?;
+    }
     let mut pp_secs = Vec::new();
     for r in 0..=reps {
-        session.truncate(0);
+        session.truncate(context.len());
         logits.clear();
         let t = Instant::now();
         session.eval(&prompt, Outputs::Last, &mut logits)?;
@@ -29,7 +33,7 @@ pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, reps: usize) -
     }
     let mut tg_secs = Vec::new();
     for r in 0..=reps {
-        session.truncate(0);
+        session.truncate(context.len());
         let t = Instant::now();
         for &tok in &gen {
             logits.clear();
@@ -42,6 +46,7 @@ pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, reps: usize) -
     Ok(BenchResult {
         model: name.to_string(),
         threads: 0,
+        depth,
         pp: rate(prompt.len(), &pp_secs),
         tg: rate(gen.len(), &tg_secs),
         peak_rss_bytes: peak_rss_bytes(),

@@ -17,6 +17,9 @@ pub struct BenchArgs {
     /// Worker threads (default: KILN_THREADS or all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Context tokens already in the cache, untimed, before each test (llama-bench's `-d`).
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    pub depth: usize,
     /// Repetitions of each test (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 3)]
     pub repetitions: usize,
@@ -32,7 +35,7 @@ pub struct BenchArgs {
 fn gpu_bench(model: &std::sync::Arc<Model>, adapter: Option<usize>, name: &str, args: &BenchArgs) -> Result<kiln_engine::bench::BenchResult> {
     let gpu = std::sync::Arc::new(kiln_engine::gpu::GpuModel::load(model, adapter)?);
     eprintln!("device: {}", gpu.adapter());
-    Ok(kiln_engine::gpu::bench::run(&gpu, name, args.n_prompt, args.n_gen, args.repetitions)?)
+    Ok(kiln_engine::gpu::bench::run(&gpu, name, args.n_prompt, args.n_gen, args.depth, args.repetitions)?)
 }
 
 #[cfg(not(feature = "gpu"))]
@@ -48,7 +51,7 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let r = match args.device {
-        super::run::Device::Cpu => kiln_engine::bench::run(&model, &name, args.n_prompt, args.n_gen, args.repetitions)?,
+        super::run::Device::Cpu => kiln_engine::bench::run(&model, &name, args.n_prompt, args.n_gen, args.depth, args.repetitions)?,
         super::run::Device::Gpu(adapter) => gpu_bench(&model, adapter, &name, &args)?,
     };
     if args.json {
@@ -60,7 +63,8 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let size = format!("{:.2} MiB", info.file_size as f64 / (1024.0 * 1024.0));
     let params = format!("{:.2} M", info.n_params as f64 / 1e6);
-    for (test, rate) in [(format!("pp{}", r.pp.tokens), &r.pp), (format!("tg{}", r.tg.tokens), &r.tg)] {
+    let at = if r.depth > 0 { format!(" @ d{}", r.depth) } else { String::new() };
+    for (test, rate) in [(format!("pp{}{at}", r.pp.tokens), &r.pp), (format!("tg{}{at}", r.tg.tokens), &r.tg)] {
         println!("| {} | {size} | {params} | {} | {test} | {:.2} ± {:.2} |", r.model, r.threads, rate.tok_s_mean, rate.tok_s_sd);
     }
     println!("peak RSS: {:.1} MiB", r.peak_rss_bytes as f64 / (1024.0 * 1024.0));

@@ -11,6 +11,7 @@ pub mod quants;
 mod read_ahead;
 pub mod repack;
 pub mod simd;
+mod spans;
 pub mod types;
 
 pub use error::KernelError;

@@ -1,11 +1,14 @@
 //! Quantized mat-vec (decode) and token-tiled mat-mat (prefill) over a persistent pool.
 //!
 //! W: [rows][cols] in a ggml block type, x: [n_tokens][cols] f32 quantized once per input to
-//! W's `vec_dot_type`, y: [n_tokens][rows] f32. Threads take row chunks from an atomic counter.
+//! W's `vec_dot_type`, y: [n_tokens][rows] f32. Threads take row chunks from an atomic counter;
+//! in decode, thread t starts on chunk t, and each chunk is cut into grains that a thread with
+//! nothing left takes from its back ([`crate::spans`]).
 use crate::error::KernelError;
 use crate::pool::ThreadPool;
 use crate::quants::{self, q8_k::BlockQ8K};
 use crate::read_ahead;
+use crate::spans::{self, Spans};
 use crate::repack::{self, Layout};
 use crate::simd;
 use crate::types::GgmlType;
@@ -205,6 +208,7 @@ pub fn matmul_q(pool: &ThreadPool, w: &QMatrix, qx: &QuantizedActs, n_tokens: us
 
 /// Products [`matmul_q_many`] puts in one dispatch.
 pub const MAX_JOBS: usize = 4;
+const _: () = assert!(spans::MAX >= MAX_JOBS * read_ahead::MAX_THREADS);
 
 /// One product of [`matmul_q_many`].
 pub struct MatmulJob<'a, 'b> {
@@ -233,6 +237,8 @@ struct Plan<'a> {
     y: SyncPtr<f32>,
     chunk: usize,
     n_chunks: usize,
+    /// Rows in one of decode's grains (see [`spans`]).
+    grain: usize,
 }
 
 /// Several products in one dispatch: every job's row chunks go into one queue the threads
@@ -285,12 +291,12 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
         } else {
             (CHUNK_BYTES / rb.max(1)).clamp(4, MAX_CHUNK_ROWS).min(w.rows.div_ceil(2 * pool.n_threads()))
         };
-        let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk };
         // Rows-as-lanes kernels: prefill, and every product over rows held as lanes.
         let gemm = simd::gemm_fn(w.ty, w.layout).filter(|_| (n_tokens > 1 || w.layout == Layout::Lanes16) && amx.is_none() && exact.is_none());
         // They take 16 rows at a time; repacked weights are cut at group boundaries.
-        let chunk = if gemm.is_some() { chunk.next_multiple_of(2 * repack::GROUP) } else { chunk };
-        let chunk = chunk.next_multiple_of(w.layout.group_rows());
+        // Chunks (and decode's grains, see `spans`) start on a multiple of `align` rows.
+        let align = if gemm.is_some() { 2 * repack::GROUP } else { 1 }.max(w.layout.group_rows());
+        let chunk = if amx.is_some() { chunk.next_multiple_of(16) } else { chunk }.next_multiple_of(align);
         // One token: the rows kernel where there is one, else the K-quant tile or the dot kernel
         // (same bits as the tiles, see `rows_do_not_depend_on_batch_size`). Transposed blocks
         // have all three of their own (and never reach `dot`, see `run_chunk`).
@@ -322,6 +328,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
             y: SyncPtr(j.y.as_mut_ptr()),
             chunk,
             n_chunks: w.rows.div_ceil(chunk),
+            grain: spans::grain_rows(rb, align),
         });
         qxs[n_plans] = Some(qx);
         n_plans += 1;
@@ -350,19 +357,50 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
     } else {
         None
     };
-    // With a guess of the next dispatch, thread t starts on chunk t (the one it read ahead for
-    // this dispatch); the other chunks go to whichever thread is free.
-    let first = if ahead.is_some() { nt.min(total) } else { 0 };
+    // Decode cuts each chunk into grains: a thread takes its own chunk's from the front and,
+    // with none left anywhere else, helps with the back of the fullest chunk (`spans`).
+    let spans = if n_tokens == 1 && nt > 1 && nt <= read_ahead::MAX_THREADS {
+        Spans::new((0..total).map(|c| locate(c).map_or(0, |(_, p, r0, r1)| (r1 - r0).div_ceil(p.grain))))
+    } else {
+        None
+    };
+    // Thread t starts on chunk t (in decode, the one it read ahead for this dispatch); the other
+    // chunks go to whichever thread is free.
+    let first = if ahead.is_some() || spans.is_some() { nt.min(total) } else { 0 };
     let next = AtomicUsize::new(first);
+    let grain = |c: usize, g: usize| {
+        if let Some((j, p, r0, r1)) = locate(c) {
+            let g0 = r0 + g * p.grain;
+            if let (Some(qx), true) = (qxs[j], g0 < r1) {
+                run_chunk(p, qx, n_tokens, g0, (g0 + p.grain).min(r1));
+            }
+        }
+    };
     pool.run(|t, _| {
         let mut c = if t < first { t } else { next.fetch_add(1, Ordering::Relaxed) };
         while c < total {
-            if let Some((j, p, r0, r1)) = locate(c) {
-                if let Some(qx) = qxs[j] {
-                    run_chunk(p, qx, n_tokens, r0, r1);
+            match &spans {
+                Some(s) => {
+                    while let Some(g) = s.take_front(c) {
+                        grain(c, g);
+                    }
+                }
+                None => {
+                    if let Some((j, p, r0, r1)) = locate(c) {
+                        if let Some(qx) = qxs[j] {
+                            run_chunk(p, qx, n_tokens, r0, r1);
+                        }
+                    }
                 }
             }
             c = next.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(s) = &spans {
+            while let Some(c) = s.fullest() {
+                while let Some(g) = s.take_back(c) {
+                    grain(c, g);
+                }
+            }
         }
         if let Some(&(a, len)) = ahead.as_ref().and_then(|r| r.get(t)) {
             crate::pool::read_while_idle(a as *const u8, len);
@@ -681,6 +719,51 @@ mod tests {
     /// lanes) give every path
     /// (mat-vec, tiles of 8 and fewer tokens, AMX where present) the same bits as the row-major
     /// ones, including the row-major tail past the last interleaved group.
+    #[test]
+    fn decode_grains_give_every_row_its_bits() {
+        // Chunks of several grains (`spans`), two products in one dispatch, four threads that
+        // take each other's grains: every row as one thread computes it alone.
+        let (wide, alone) = (ThreadPool::new(4), ThreadPool::new(1));
+        let mut seed = 11u64;
+        let cols = 2048;
+        let mut mats = Vec::new();
+        for (ty, rows) in [(GgmlType::Q4_K, 1000), (GgmlType::Q8_0, 700), (GgmlType::Q4_0, 901)] {
+            let rb = ty.row_bytes(cols).unwrap();
+            let mut wq = vec![0u8; rb * rows];
+            for r in 0..rows {
+                let v: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+                quantize_row(ty, &v, &mut wq[r * rb..(r + 1) * rb]).unwrap();
+            }
+            let layout = repack::best_layout(ty, rows, cols);
+            repack::repack_in_place(ty, &mut wq, rows, cols, layout);
+            assert!((rows / 4) > spans::grain_rows(rb, 16), "{ty}: a thread's chunk should hold more than one grain");
+            mats.push((ty, rows, layout, wq));
+        }
+        let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+        for pair in mats.windows(2) {
+            let [(ta, ra, la, wa), (tb, rb_, lb, wb)] = pair else { unreachable!() };
+            let ma = QMatrix::new(*ta, wa, *ra, cols).unwrap().with_layout(*la);
+            let mb = QMatrix::new(*tb, wb, *rb_, cols).unwrap().with_layout(*lb);
+            let (mut qa, mut qb) = (QuantizedActs::new(), QuantizedActs::new());
+            qa.quantize(&alone, ta.vec_dot_type(), &x, 1, cols);
+            qb.quantize(&alone, tb.vec_dot_type(), &x, 1, cols);
+            let run = |pool: &ThreadPool| {
+                let (mut ya, mut yb) = (vec![f32::NAN; *ra], vec![f32::NAN; *rb_]);
+                for _ in 0..3 {
+                    matmul_q_many(pool, &mut [MatmulJob { w: ma, qx: &qa, y: &mut ya }, MatmulJob { w: mb, qx: &qb, y: &mut yb }], 1);
+                }
+                (ya, yb)
+            };
+            let (want, got) = (run(&alone), run(&wide));
+            for (name, w, g) in [(ta, &want.0, &got.0), (tb, &want.1, &got.1)] {
+                for (r, (a, b)) in w.iter().zip(g).enumerate() {
+                    assert!(a.is_finite(), "{name} row {r} not written");
+                    assert_eq!(a.to_bits(), b.to_bits(), "{name} row {r}: one thread {a}, four {b}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn repacked_rows_give_row_major_bits() {
         let pool = ThreadPool::new(2);

@@ -3,6 +3,7 @@
 //! `quants` holds one module per quant family with a scalar reference for everything;
 //! `simd` holds the AVX2 / AVX-512 / NEON dot products, tested against the scalar ones;
 //! `pool` and `matmul` run them across output rows on a persistent thread pool.
+mod acts;
 pub mod error;
 #[cfg(feature = "gpu")] pub mod gpu;
 pub mod matmul;

@@ -5,7 +5,7 @@
 //! gets back what followed it the last time: after its last chunk, thread t reads the first
 //! 512 KiB of its first chunk of that dispatch ([`crate::pool::read_while_idle`], within the
 //! pool's arena only), and starts that dispatch on it (`matmul`). `KILN_DECODE_READ_AHEAD` sets
-//! the bytes (0 turns it off, and decode goes back to chunks claimed in any order).
+//! the bytes (0 turns the reading off; thread t still starts on chunk t).
 //!
 //! Decode tokens/s, Zen 4, 2 threads, alternating every 4 tokens in one process between this
 //! with one chunk per thread and the earlier four chunks a thread claimed in any order: synthetic

@@ -229,7 +229,6 @@ mod x86 {
         out[0]
     }
 
-
     /// [`super::q6_k`] as ggml computes it: per half super-block, the four 32-element chunks as
     /// unsigned 6-bit quants, `vpmaddubsw` against the activations less 32·Σ pairs, `vpmaddwd`
     /// by the sub-block scales, summed as i32 lanes (exact), then one FMA per super-block.
@@ -268,7 +267,6 @@ mod x86 {
         }
         finish(acc)
     }
-
 
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile_q8_0(x: &[u8], ys: &[&[u8]], out: &mut [f32]) {
@@ -334,7 +332,6 @@ mod x86 {
         _mm256_storeu_ps(l.as_mut_ptr(), acc);
         hsum8(&l)
     }
-
 
     #[cfg(test)]
     mod tests {

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::model::exec::{OutputKind, Outputs};
 use crate::model::Model;
 
@@ -55,6 +55,16 @@ pub(crate) fn tokens(n_vocab: usize, n: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Rejects runs that do not fit the model's context (`n_ctx` tokens): `depth` context tokens
+/// followed by `pp` prompt tokens or `tg` generated ones.
+pub(crate) fn check_fits(n_ctx: usize, depth: usize, pp: usize, tg: usize) -> Result<()> {
+    let longest = depth.checked_add(pp.max(tg).max(1));
+    match longest {
+        Some(n) if n <= n_ctx => Ok(()),
+        _ => Err(EngineError::InvalidRequest(format!("{depth} context tokens and then {} more do not fit the model's context of {n_ctx}", pp.max(tg).max(1)))),
+    }
+}
+
 /// The `depth` context tokens and the `pp` prompt tokens of a run, from one stream so they differ.
 pub(crate) fn context_and_prompt(n_vocab: usize, depth: usize, pp: usize) -> (Vec<u32>, Vec<u32>) {
     let mut all = tokens(n_vocab, depth + pp.max(1));
@@ -67,6 +77,7 @@ pub(crate) fn context_and_prompt(n_vocab: usize, depth: usize, pp: usize) -> (Ve
 /// `-d`; 0 is llama-bench's default).
 pub fn run(model: &Model, name: &str, pp: usize, tg: usize, depth: usize, reps: usize) -> Result<BenchResult> {
     let reps = reps.max(1);
+    check_fits(model.info().n_ctx_train.max(1), depth, pp, tg)?;
     let (context, prompt) = context_and_prompt(model.info().n_vocab, depth, pp);
     let mut logits = Vec::new();
     let fresh = |n: usize, logits: &mut Vec<f32>| -> Result<_> {
@@ -139,6 +150,19 @@ mod tests {
         assert!(r.tok_s_sd > 0.0);
         let one = rate(10, &[2.0]);
         assert_eq!((one.tok_s_mean, one.tok_s_best, one.tok_s_sd), (5.0, 5.0, 0.0));
+    }
+
+    #[test]
+    fn runs_longer_than_the_context_are_refused() {
+        assert!(check_fits(2048, 16, 512, 128).is_ok());
+        assert!(check_fits(2048, 0, 2048, 1).is_ok());
+        let refused = |depth, pp, tg| match check_fits(2048, depth, pp, tg) {
+            Err(EngineError::InvalidRequest(m)) => m,
+            other => panic!("{depth}+{pp}/{tg}: {other:?}"),
+        };
+        assert_eq!(refused(1537, 512, 128), "1537 context tokens and then 512 more do not fit the model's context of 2048");
+        assert!(refused(0, 1, 4096).contains("4096 more"));
+        assert!(refused(usize::MAX, 512, 0).contains(&usize::MAX.to_string()));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{GpuModel, GpuSession};
-use crate::bench::{context_and_prompt, peak_rss_bytes, rate, tokens, BenchResult};
+use crate::bench::{check_fits, context_and_prompt, peak_rss_bytes, rate, tokens, BenchResult};
 use crate::error::Result;
 use crate::model::exec::Outputs;
 
@@ -14,6 +14,7 @@ use crate::model::exec::Outputs;
 pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, depth: usize, reps: usize) -> Result<BenchResult> {
     let reps = reps.max(1);
     let n_vocab = gpu.model().info().n_vocab;
+    check_fits(gpu.model().info().n_ctx_train.max(1), depth, pp, tg)?;
     let (context, prompt) = context_and_prompt(n_vocab, depth, pp);
     let gen = tokens(n_vocab, tg.max(1));
     let mut session = GpuSession::new(gpu, context.len() + prompt.len().max(gen.len()))?;

@@ -424,25 +424,42 @@ fn set_k_quants(ty: GgmlType, b: &mut [u8], q: &[u8; 256]) {
     pack_slots(ty, &w, b, false);
 }
 
+/// Where the parts of a [`Layout::Lanes16`] super-block start (see [`to_lanes`]).
+pub(crate) const Q4K_D: usize = 0;
+pub(crate) const Q4K_SC: usize = 64;
+pub(crate) const Q4K_MN: usize = 192;
+pub(crate) const Q4K_QS: usize = 256;
+pub(crate) const Q6K_D: usize = 0;
+pub(crate) const Q6K_SC: usize = 32;
+pub(crate) const Q6K_QS: usize = 288;
+
 /// The 16 row-major super-blocks `src[r]` as one [`Layout::Lanes16`] block `dst`.
 ///
 /// Every vector is 64 bytes, 32-bit lane r belonging to row r; "unit u" is elements 4u..4u+3.
 ///
+/// Each super-block's d and scales come before its quants, so a mat-vec reads its bytes in one
+/// ascending sweep and the hardware prefetcher sees nothing but the stream. They used to follow
+/// the quants, and each super-block's first loads jumped ahead to them and back: the synthetic
+/// 1.1B decoded 10.8% and 11.3% faster with them first (3.4% in a moment of slow memory;
+/// Zen 4, 2 threads, the two layouts alternated every 4 tokens in one process). Cache-line
+/// alignment matters less than order: Q6_K super-blocks in pairs with both headers first, so
+/// every quant vector sat on one cache line, decoded 11-17% slower than this.
+///
 /// Q4_K (2304 bytes):
 /// ```text
-/// [0, 2048)     32 vectors: vector 8p + m (p < 4, m < 8) holds unit 16p + m in its low nibbles
-///               and unit 16p + 8 + m in its high ones (sub-blocks 2p and 2p + 1)
-/// [2048, 2080)  the rows' d (f16), then [2080, 2112) their dmin
-/// [2112, 2240)  two vectors: byte k of lane r = scale of sub-block 4v + k, its min's bits 4-5
+/// [0, 32)       the rows' d (f16), then [32, 64) their dmin
+/// [64, 192)     two vectors: byte k of lane r = scale of sub-block 4v + k, its min's bits 4-5
 ///               in bits 6-7
-/// [2240, 2304)  byte k of lane r = bits 0-3 of the mins of sub-blocks k and k + 4
+/// [192, 256)    byte k of lane r = bits 0-3 of the mins of sub-blocks k and k + 4
+/// [256, 2304)   32 vectors: vector 8p + m (p < 4, m < 8) holds unit 16p + m in its low nibbles
+///               and unit 16p + 8 + m in its high ones (sub-blocks 2p and 2p + 1)
 /// ```
 /// Q6_K (3360 bytes):
 /// ```text
-/// [0, 3072)     for each sub-block g (16 elements, units 4g..4g+3): three vectors, vector k
+/// [0, 32)       the rows' d (f16)
+/// [32, 288)     the scales (i8), 16 bytes a sub-block, byte r = row r's
+/// [288, 3360)   for each sub-block g (16 elements, units 4g..4g+3): three vectors, vector k
 ///               holding unit 4g + k in bits 0-5 and bits 2k, 2k+1 of unit 4g + 3 in bits 6-7
-/// [3072, 3328)  the scales (i8), 16 bytes a sub-block, byte r = row r's
-/// [3328, 3360)  the rows' d (f16)
 /// ```
 fn to_lanes(ty: GgmlType, src: &[&[u8]; LANES], dst: &mut [u8]) {
     let q: [[u8; 256]; LANES] = std::array::from_fn(|r| k_quants(ty, src[r]));
@@ -452,16 +469,16 @@ fn to_lanes(ty: GgmlType, src: &[&[u8]; LANES], dst: &mut [u8]) {
                 for r in 0..LANES {
                     for e in 0..4 {
                         let top = (q[r][4 * (4 * g + 3) + e] >> (2 * k)) & 3;
-                        dst[64 * (3 * g + k) + 4 * r + e] = q[r][4 * (4 * g + k) + e] | top << 6;
+                        dst[Q6K_QS + 64 * (3 * g + k) + 4 * r + e] = q[r][4 * (4 * g + k) + e] | top << 6;
                     }
                 }
             }
         }
         for (r, b) in src.iter().enumerate() {
             for j in 0..16 {
-                dst[3072 + 16 * j + r] = b[192 + j];
+                dst[Q6K_SC + 16 * j + r] = b[192 + j];
             }
-            dst[3328 + 2 * r..3330 + 2 * r].copy_from_slice(&b[208..210]);
+            dst[Q6K_D + 2 * r..Q6K_D + 2 + 2 * r].copy_from_slice(&b[208..210]);
         }
         return;
     }
@@ -469,23 +486,23 @@ fn to_lanes(ty: GgmlType, src: &[&[u8]; LANES], dst: &mut [u8]) {
         for m in 0..8 {
             for r in 0..LANES {
                 for e in 0..4 {
-                    dst[64 * (8 * p + m) + 4 * r + e] = q[r][4 * (16 * p + m) + e] | q[r][4 * (16 * p + 8 + m) + e] << 4;
+                    dst[Q4K_QS + 64 * (8 * p + m) + 4 * r + e] = q[r][4 * (16 * p + m) + e] | q[r][4 * (16 * p + 8 + m) + e] << 4;
                 }
             }
         }
     }
     for (r, b) in src.iter().enumerate() {
-        dst[2048 + 2 * r..2050 + 2 * r].copy_from_slice(&b[0..2]);
-        dst[2080 + 2 * r..2082 + 2 * r].copy_from_slice(&b[2..4]);
+        dst[Q4K_D + 2 * r..Q4K_D + 2 + 2 * r].copy_from_slice(&b[0..2]);
+        dst[Q4K_D + 32 + 2 * r..Q4K_D + 34 + 2 * r].copy_from_slice(&b[2..4]);
         let packed: [u8; 12] = std::array::from_fn(|k| b[4 + k]);
         let (sc, mn): ([u8; 8], [u8; 8]) = (
             std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, &packed).0),
             std::array::from_fn(|j| crate::quants::common::get_scale_min_k4(j, &packed).1),
         );
         for k in 0..4 {
-            dst[2112 + 4 * r + k] = sc[k] | (mn[k] >> 4) << 6;
-            dst[2176 + 4 * r + k] = sc[k + 4] | (mn[k + 4] >> 4) << 6;
-            dst[2240 + 4 * r + k] = (mn[k] & 0xF) | (mn[k + 4] & 0xF) << 4;
+            dst[Q4K_SC + 4 * r + k] = sc[k] | (mn[k] >> 4) << 6;
+            dst[Q4K_SC + 64 + 4 * r + k] = sc[k + 4] | (mn[k + 4] >> 4) << 6;
+            dst[Q4K_MN + 4 * r + k] = (mn[k] & 0xF) | (mn[k + 4] & 0xF) << 4;
         }
     }
 }
@@ -498,7 +515,7 @@ fn from_lanes(ty: GgmlType, src: &[u8], dst: &mut [Option<&mut [u8]>; LANES]) {
         if ty == GgmlType::Q6_K {
             for g in 0..16 {
                 for e in 0..4 {
-                    let v: [u8; 3] = std::array::from_fn(|k| src[64 * (3 * g + k) + 4 * r + e]);
+                    let v: [u8; 3] = std::array::from_fn(|k| src[Q6K_QS + 64 * (3 * g + k) + 4 * r + e]);
                     for k in 0..3 {
                         q[4 * (4 * g + k) + e] = v[k] & 0x3F;
                     }
@@ -506,24 +523,24 @@ fn from_lanes(ty: GgmlType, src: &[u8], dst: &mut [Option<&mut [u8]>; LANES]) {
                 }
             }
             for j in 0..16 {
-                b[192 + j] = src[3072 + 16 * j + r];
+                b[192 + j] = src[Q6K_SC + 16 * j + r];
             }
-            b[208..210].copy_from_slice(&src[3328 + 2 * r..3330 + 2 * r]);
+            b[208..210].copy_from_slice(&src[Q6K_D + 2 * r..Q6K_D + 2 + 2 * r]);
         } else {
             for p in 0..4 {
                 for m in 0..8 {
                     for e in 0..4 {
-                        let v = src[64 * (8 * p + m) + 4 * r + e];
+                        let v = src[Q4K_QS + 64 * (8 * p + m) + 4 * r + e];
                         q[4 * (16 * p + m) + e] = v & 0xF;
                         q[4 * (16 * p + 8 + m) + e] = v >> 4;
                     }
                 }
             }
-            b[0..2].copy_from_slice(&src[2048 + 2 * r..2050 + 2 * r]);
-            b[2..4].copy_from_slice(&src[2080 + 2 * r..2082 + 2 * r]);
+            b[0..2].copy_from_slice(&src[Q4K_D + 2 * r..Q4K_D + 2 + 2 * r]);
+            b[2..4].copy_from_slice(&src[Q4K_D + 32 + 2 * r..Q4K_D + 34 + 2 * r]);
             let at = |o: usize, k: usize| src[o + 4 * r + k];
-            let sc: [u8; 8] = std::array::from_fn(|j| at(2112 + 64 * (j / 4), j % 4) & 0x3F);
-            let mn: [u8; 8] = std::array::from_fn(|j| (at(2240, j % 4) >> (4 * (j / 4)) & 0xF) | (at(2112 + 64 * (j / 4), j % 4) >> 6) << 4);
+            let sc: [u8; 8] = std::array::from_fn(|j| at(Q4K_SC + 64 * (j / 4), j % 4) & 0x3F);
+            let mn: [u8; 8] = std::array::from_fn(|j| (at(Q4K_MN, j % 4) >> (4 * (j / 4)) & 0xF) | (at(Q4K_SC + 64 * (j / 4), j % 4) >> 6) << 4);
             // ggml's 12-byte packing (the inverse of `get_scale_min_k4`).
             for k in 0..4 {
                 b[4 + k] = sc[k] | (sc[k + 4] >> 4) << 6;
@@ -670,15 +687,22 @@ mod tests {
                     for e in 0..4 {
                         let got = if ty == GgmlType::Q6_K {
                             let (g, k) = (u / 4, u % 4);
-                            let v = |k: usize| blk[64 * (3 * g + k) + 4 * r + e];
+                            let v = |k: usize| blk[Q6K_QS + 64 * (3 * g + k) + 4 * r + e];
                             if k < 3 { v(k) & 0x3F } else { v(0) >> 6 | (v(1) >> 6) << 2 | (v(2) >> 6) << 4 }
                         } else {
                             let (p, m, high) = (u / 16, u % 8, u % 16 >= 8);
-                            blk[64 * (8 * p + m) + 4 * r + e] >> (4 * high as u32) & 0xF
+                            blk[Q4K_QS + 64 * (8 * p + m) + 4 * r + e] >> (4 * high as u32) & 0xF
                         };
                         assert_eq!(got, want[4 * u + e], "{ty} row {r} element {}", 4 * u + e);
                     }
                 }
+            }
+            // The header (d first) precedes the quants: a mat-vec's loads only ascend.
+            for r in [0, 5, 15] {
+                let (d_at, d_src, qs) = if ty == GgmlType::Q6_K { (Q6K_D, 208, Q6K_QS) } else { (Q4K_D, 0, Q4K_QS) };
+                let d = &orig[r * rb + bb + d_src..r * rb + bb + d_src + 2];
+                assert_eq!(&blk[d_at + 2 * r..d_at + 2 * r + 2], d, "{ty} row {r}: d");
+                assert!(d_at < qs && qs + 64 * (if ty == GgmlType::Q6_K { 48 } else { 32 }) == bb * LANES, "{ty}: quants end the block");
             }
             let w = QMatrix::new(ty, &data, rows, cols).unwrap().with_layout(Layout::Lanes16);
             let mut out = vec![0u8; rows * rb];
@@ -700,3 +724,4 @@ mod tests {
         assert!(!lanes_in_place(GgmlType::Q4_0, &mut legacy, 16, 256), "legacy types take no lanes");
     }
 }
+

@@ -23,7 +23,7 @@
 //! bench -p 16 -n 128 -t 2 -r 2`, two runs each, averaged).
 use super::gemm::{nan_out, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
 use super::GemmFn;
-use crate::repack::LANES;
+use crate::repack::{LANES, Q4K_D, Q4K_MN, Q4K_QS, Q4K_SC, Q6K_D, Q6K_QS, Q6K_SC};
 use crate::types::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -154,13 +154,13 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
         let d8 = |t: usize| _mm512_set1_ps((act[t].add(i * Q8K_BYTES) as *const f32).read_unaligned());
         let mut s = [_mm512_setzero_si512(); N];
         if T == Q4_K {
-            let (x0, x1, x2) = (ld(2112), ld(2176), ld(2240));
+            let (x0, x1, x2) = (ld(Q4K_SC), ld(Q4K_SC + 64), ld(Q4K_MN));
             for j in 0..8 {
                 let x = if j < 4 { x0 } else { x1 };
                 let sc = _mm512_and_si512(_mm512_srl_epi32(x, _mm_cvtsi32_si128(8 * (j as i32 % 4))), _mm512_set1_epi32(0x3F));
                 let p = j / 2;
                 let wq: [__m512i; 8] = std::array::from_fn(|m| {
-                    let v = ld(64 * (8 * p + m));
+                    let v = ld(Q4K_QS + 64 * (8 * p + m));
                     if j % 2 == 0 { _mm512_and_si512(v, m4) } else { _mm512_and_si512(_mm512_srli_epi16(v, 4), m4) }
                 });
                 for t in 0..N {
@@ -176,7 +176,7 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
             // x2, bits 4-5 from the top of the scale bytes (0xE4: C ? A : B).
             let mins_lo = _mm512_and_si512(_mm512_ternarylogic_epi32(x2, _mm512_srli_epi16(x0, 2), m4, 0xE4), m6);
             let mins_hi = _mm512_and_si512(_mm512_ternarylogic_epi32(_mm512_srli_epi16(x2, 4), _mm512_srli_epi16(x1, 2), m4, 0xE4), m6);
-            let dd = ld(2048);
+            let dd = ld(Q4K_D);
             let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
             let dmin = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dd, 1));
             for t in 0..N {
@@ -193,12 +193,12 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
         } else {
             let m2 = _mm512_set1_epi8(0x03);
             for g in 0..16 {
-                let v: [__m512i; 3] = std::array::from_fn(|k| ld(64 * (3 * g + k)));
+                let v: [__m512i; 3] = std::array::from_fn(|k| ld(Q6K_QS + 64 * (3 * g + k)));
                 // Unit 4g + 3 from the vectors' top bits: bits 0-1 of v0's, 2-3 of v1's, 4-5 of v2's.
                 let u3 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v[0], 6), _mm512_srli_epi16(v[1], 4), m2, 0xE4);
                 let u3 = _mm512_and_si512(_mm512_ternarylogic_epi32(u3, _mm512_srli_epi16(v[2], 2), m4, 0xE4), m6);
                 let wq = [_mm512_and_si512(v[0], m6), _mm512_and_si512(v[1], m6), _mm512_and_si512(v[2], m6), u3];
-                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(3072 + 16 * g) as *const __m128i));
+                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(Q6K_SC + 16 * g) as *const __m128i));
                 for t in 0..N {
                     let q = q4(t, 16 * g);
                     let mut c = _mm512_set1_epi32(*prep[t].add(i * words + g));
@@ -208,7 +208,7 @@ unsafe fn pass<const T: u8, const N: usize>(a: &Pass) {
                     s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(c, sc));
                 }
             }
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(3328) as *const __m256i));
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(Q6K_D) as *const __m256i));
             for t in 0..N {
                 // q6_k_step: acc += ((s − 32·o)·d)·d8, the −32·o already in s.
                 acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s[t]), d), d8(t), acc[t]);

@@ -515,12 +515,15 @@ macro_rules! legacy_rows {
                     *c = $off * hsum_i32x8($tile_rows::qsum(b));
                 }
             }
+            let ahead = crate::matmul::interleaved_prefetch_bytes();
             for g in 0..groups {
                 let base = g * 8 * rb;
                 let mut acc = _mm256_setzero_ps();
                 for (i, b) in yb.iter().enumerate() {
                     let off = base + i * 8 * B;
-                    crate::matmul::prefetch(w, off + crate::matmul::INTERLEAVED_PREFETCH_BYTES, off + 8 * B + crate::matmul::INTERLEAVED_PREFETCH_BYTES);
+                    if ahead != 0 {
+                        crate::matmul::prefetch(w, off + ahead, off + 8 * B + ahead);
+                    }
                     // SAFETY: off + 8·B <= (g + 1)·8·rb <= w.len(), checked above.
                     let gb = w.as_ptr().add(off);
                     let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);

@@ -724,4 +724,3 @@ mod tests {
         assert!(!lanes_in_place(GgmlType::Q4_0, &mut legacy, 16, 256), "legacy types take no lanes");
     }
 }
-

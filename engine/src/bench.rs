@@ -58,10 +58,10 @@ pub(crate) fn tokens(n_vocab: usize, n: usize) -> Vec<u32> {
 /// Rejects runs that do not fit the model's context (`n_ctx` tokens): `depth` context tokens
 /// followed by `pp` prompt tokens or `tg` generated ones.
 pub(crate) fn check_fits(n_ctx: usize, depth: usize, pp: usize, tg: usize) -> Result<()> {
-    let longest = depth.checked_add(pp.max(tg).max(1));
-    match longest {
+    let more = pp.max(tg).max(1);
+    match depth.checked_add(more) {
         Some(n) if n <= n_ctx => Ok(()),
-        _ => Err(EngineError::InvalidRequest(format!("{depth} context tokens and then {} more do not fit the model's context of {n_ctx}", pp.max(tg).max(1)))),
+        _ => Err(EngineError::InvalidRequest(format!("{depth} context tokens and then {more} more do not fit the model's context of {n_ctx}"))),
     }
 }
 

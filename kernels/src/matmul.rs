@@ -291,16 +291,20 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
 /// CPUs with AVX-512, 2 KiB elsewhere; `KILN_PREFETCH_BYTES` sets it.
 fn prefetch_bytes() -> usize {
     static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BYTES.get_or_init(|| {
-        if let Some(n) = std::env::var("KILN_PREFETCH_BYTES").ok().and_then(|v| v.parse().ok()) {
-            return n;
-        }
-        if amd_cpu() && simd::isa() == simd::Isa::Avx512 {
-            8192
-        } else {
-            2048
-        }
-    })
+    *BYTES.get_or_init(|| distance_for_this_cpu("KILN_PREFETCH_BYTES", 8192, 2048))
+}
+
+/// A prefetch distance: the environment variable `var` where it is set, else `amd_avx512` on
+/// AMD CPUs with AVX-512 (Zen 4) and `other` elsewhere.
+fn distance_for_this_cpu(var: &str, amd_avx512: usize, other: usize) -> usize {
+    if let Some(n) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        return n;
+    }
+    if amd_cpu() && simd::isa() == simd::Isa::Avx512 {
+        amd_avx512
+    } else {
+        other
+    }
 }
 
 /// The CPU's vendor string is "AuthenticAMD".
@@ -326,16 +330,7 @@ fn amd_cpu() -> bool {
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn interleaved_prefetch_bytes() -> usize {
     static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BYTES.get_or_init(|| {
-        if let Some(n) = std::env::var("KILN_INTERLEAVED_PREFETCH_BYTES").ok().and_then(|v| v.parse().ok()) {
-            return n;
-        }
-        if amd_cpu() && simd::isa() == simd::Isa::Avx512 {
-            0
-        } else {
-            4096
-        }
-    })
+    *BYTES.get_or_init(|| distance_for_this_cpu("KILN_INTERLEAVED_PREFETCH_BYTES", 0, 4096))
 }
 
 /// Asks for the cache lines of `data[from..to]` (clipped to `data`) into L2; no effect on results.

@@ -29,6 +29,27 @@ pub struct BenchResult {
     /// peak RSS within (model_bytes + kv_cache_bytes) · 1.1.
     pub model_bytes: u64,
     pub kv_cache_bytes: u64,
+    /// Decode against its own weight traffic read alone, alternately ([`stream`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamRate>,
+}
+
+/// Decode steps timed alternately with reads of the same step's weights alone (see
+/// [`Model::weight_stream`]), so both see the same moments of the machine's memory.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StreamRate {
+    /// Weight bytes a decode step reads, and the dispatches (barriers) they come in.
+    pub bytes_per_token: u64,
+    pub dispatches: usize,
+    /// Decode steps timed, each followed by one read of the weights.
+    pub tokens: usize,
+    /// The weights read alone: bytes per second, and the tokens per second a decode step
+    /// would reach if its products cost only their reads.
+    pub read_gb_s: f64,
+    pub read_tok_s: f64,
+    /// Decode over the same alternation, and its share of `read_tok_s`.
+    pub decode_tok_s: f64,
+    pub share: f64,
 }
 
 /// Mean and standard deviation of the rates `tokens / secs[i]`.
@@ -122,6 +143,50 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, depth: usize, reps: 
         peak_rss_bytes: peak_rss_bytes(),
         model_bytes: model.info().file_size,
         kv_cache_bytes: kv_bytes as u64,
+        stream: None,
+    })
+}
+
+/// `tokens` decode steps after `depth` context tokens, each followed by a read of one step's
+/// weights with no arithmetic ([`Model::read_weight_stream`]); one untimed pair first. A step
+/// and a read take milliseconds, so each pair sees the same state of a VM's memory, whose speed
+/// changes from one second to the next: the share is how close decode runs to what the memory
+/// gives this engine's reads at that moment, on any machine.
+pub fn stream(model: &Model, depth: usize, tokens: usize) -> Result<StreamRate> {
+    let tokens = tokens.max(1);
+    check_fits(model.info().n_ctx_train.max(1), depth, 0, tokens + 1)?;
+    let weights = model.weight_stream()?;
+    let (context, _) = context_and_prompt(model.info().n_vocab, depth, 0);
+    let gen = self::tokens(model.info().n_vocab, tokens + 1);
+    let mut cache = model.new_cache(depth + gen.len());
+    let mut logits = Vec::new();
+    if !context.is_empty() {
+        model.eval(&mut cache, &context, Outputs::Last, OutputKind::Logits, &mut logits)?;
+    }
+    let (mut decode, mut read) = (0.0, 0.0);
+    let mut sum = 0u64;
+    for (i, &tok) in gen.iter().enumerate() {
+        logits.clear();
+        let t = Instant::now();
+        model.eval(&mut cache, &[tok], Outputs::Last, OutputKind::Logits, &mut logits)?;
+        let t1 = Instant::now();
+        sum ^= model.read_weight_stream(&weights);
+        if i > 0 {
+            decode += (t1 - t).as_secs_f64();
+            read += t1.elapsed().as_secs_f64();
+        }
+    }
+    std::hint::black_box(sum);
+    let (decode, read) = (decode.max(1e-9), read.max(1e-9));
+    let bytes = weights.bytes();
+    Ok(StreamRate {
+        bytes_per_token: bytes,
+        dispatches: weights.dispatches(),
+        tokens,
+        read_gb_s: (bytes as f64 * tokens as f64) / read / 1e9,
+        read_tok_s: tokens as f64 / read,
+        decode_tok_s: tokens as f64 / decode,
+        share: read / decode,
     })
 }
 

@@ -31,5 +31,5 @@ pub mod tokenizer;
 pub use error::EngineError;
 pub use generate::{DoneReason, GenerateOutput, GenerateRequest, Sequence, Session, TokenEvent};
 pub use gguf::WeightMemory;
-pub use model::{LoadOptions, Model, ModelInfo};
+pub use model::{LoadOptions, Model, ModelInfo, WeightStream};
 pub use scheduler::{Event, Scheduler, SchedulerOptions, Sink};

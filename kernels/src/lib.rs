@@ -13,6 +13,7 @@ mod read_ahead;
 pub mod repack;
 pub mod simd;
 mod spans;
+pub mod stream;
 pub mod types;
 
 pub use error::KernelError;

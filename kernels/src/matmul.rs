@@ -210,6 +210,7 @@ pub fn matmul_q_many_with(pool: &ThreadPool, jobs: &mut [MatmulJob], n_tokens: u
     if total == 0 {
         return;
     }
+    crate::stream::note(plans.iter().flatten().map(|p| p.w.data));
     // Global chunk c as (job, rows r0..r1).
     let locate = |mut c: usize| {
         let mut j = 0;

@@ -54,5 +54,6 @@ pub fn run(gpu: &Arc<GpuModel>, name: &str, pp: usize, tg: usize, depth: usize, 
         model_bytes: gpu.model().info().file_size,
         // The KV cache lives in GPU memory.
         kv_cache_bytes: 0,
+        stream: None,
     })
 }

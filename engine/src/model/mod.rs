@@ -245,6 +245,54 @@ impl Model {
         mean.iter_mut().for_each(|m| *m *= inv);
         Ok(mean)
     }
+
+    /// The weight bytes one decode step reads, recorded from a real step (one token on a fresh
+    /// cache, logits out), as [`Model::read_weight_stream`] reads them again.
+    pub fn weight_stream(&self) -> Result<WeightStream> {
+        let mut cache = self.new_cache(1);
+        let mut logits = Vec::new();
+        let token = self.tokenizer.bos_id().unwrap_or(0);
+        let (done, log) = kiln_kernels::stream::record(|| self.eval(&mut cache, &[token], Outputs::Last, OutputKind::Logits, &mut logits));
+        done?;
+        let data = self.gguf.data();
+        let outside = || EngineError::BadModel("a decode product read bytes outside the model's weights".into());
+        let slices = kiln_kernels::stream::within(data, &log).ok_or_else(outside)?;
+        let base = data.as_ptr() as usize;
+        let dispatches = slices.iter().map(|d| d.iter().map(|s| s.as_ptr() as usize - base..s.as_ptr() as usize - base + s.len()).collect()).collect();
+        Ok(WeightStream { dispatches })
+    }
+
+    /// Reads a [`WeightStream`]'s bytes on this model's threads, with no arithmetic
+    /// (`kiln_kernels::stream::read`); returns that function's checksum.
+    pub fn read_weight_stream(&self, stream: &WeightStream) -> u64 {
+        let data = self.gguf.data();
+        let dispatches: Vec<Vec<&[u8]>> = stream.dispatches.iter().map(|d| d.iter().filter_map(|r| data.get(r.clone())).collect()).collect();
+        kiln_kernels::stream::read(&self.exec().pool, &dispatches)
+    }
+}
+
+/// One decode step's weights, dispatch by dispatch (the products that share a barrier), as
+/// byte ranges of the model's data: see [`Model::weight_stream`].
+#[derive(Clone, Debug)]
+pub struct WeightStream {
+    dispatches: Vec<Vec<std::ops::Range<usize>>>,
+}
+
+impl WeightStream {
+    /// Weight bytes a decode step reads.
+    pub fn bytes(&self) -> u64 {
+        self.dispatches.iter().flatten().map(|r| r.len() as u64).sum()
+    }
+
+    /// Dispatches (barriers) in a decode step.
+    pub fn dispatches(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    /// Each dispatch's products, as byte ranges of the model's data.
+    pub fn ranges(&self) -> &[Vec<std::ops::Range<usize>>] {
+        &self.dispatches
+    }
 }
 
 /// Hands the heap pages freed while loading (the parser's and tokenizer's temporaries, the

@@ -23,6 +23,10 @@ pub struct BenchArgs {
     /// Repetitions of each test (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 3)]
     pub repetitions: usize,
+    /// Also time this many decode steps alternately with reads of a step's weights alone (no
+    /// arithmetic), and report decode's share of that read rate, both seen in the same moments.
+    #[arg(long, default_value_t = 0)]
+    pub stream: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -50,10 +54,14 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
     let model = Model::load(model_path, &LoadOptions { threads: args.threads, ..Default::default() })
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let r = match args.device {
+    let mut r = match args.device {
         super::run::Device::Cpu => kiln_engine::bench::run(&model, &name, args.n_prompt, args.n_gen, args.depth, args.repetitions)?,
         super::run::Device::Gpu(adapter) => gpu_bench(&model, adapter, &name, &args)?,
     };
+    if args.stream > 0 {
+        anyhow::ensure!(matches!(args.device, super::run::Device::Cpu), "--stream measures the CPU's decode only");
+        r.stream = Some(kiln_engine::bench::stream(&model, args.depth, args.stream)?);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
@@ -68,5 +76,17 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
         println!("| {} | {size} | {params} | {} | {test} | {:.2} ± {:.2} |", r.model, r.threads, rate.tok_s_mean, rate.tok_s_sd);
     }
     println!("peak RSS: {:.1} MiB", r.peak_rss_bytes as f64 / (1024.0 * 1024.0));
+    if let Some(s) = &r.stream {
+        println!(
+            "weight stream: {:.1} MB a token in {} dispatches, read alone at {:.1} GB/s ({:.1} tok/s); decode alternated with it: {:.1} tok/s, {:.0}% of it ({} tokens each)",
+            s.bytes_per_token as f64 / 1e6,
+            s.dispatches,
+            s.read_gb_s,
+            s.read_tok_s,
+            s.decode_tok_s,
+            100.0 * s.share,
+            s.tokens
+        );
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use half::f16;
 
 use kiln_kernels::ThreadPool;
 
-use super::kv::KvCache;
+use super::kv::{KvCache, V_BLOCK};
 use super::ops::SharedMut;
 
 #[derive(Clone, Copy, Debug)]
@@ -149,6 +149,36 @@ fn tree16(x: &[f32; 16]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
+thread_local! {
+    /// Σ p·v's plan for one item (see [`pv_plan`]).
+    static PV: RefCell<(Vec<usize>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Σ p·v over the transposed value blocks ([`KvCache::value_index`]) for the positions
+/// `it.first..=it.pos`, taken a whole block of 16 at a time from `first` rounded down: calls
+/// `f(vblk, wpad, span)` with, per block, the index of its value `e0` (lane 0), and per head
+/// (`scores`: `heads` rows of `pos + 1 − first` weights) its weights over the `span` positions
+/// of the blocks, zero outside first..=pos. A zero weight leaves a sum as it is (the slot's
+/// value is finite: a ring's older position or a zero-filled one).
+fn pv_plan<R>(it: &Item, e0: usize, scores: &[f32], heads: usize, f: impl FnOnce(&[usize], &[f32], usize) -> R) -> R {
+    let n = it.pos + 1 - it.first;
+    let base = it.first - it.first % V_BLOCK;
+    let span = (it.pos + 1 - base).next_multiple_of(V_BLOCK);
+    PV.with(|pv| {
+        let mut pv = pv.borrow_mut();
+        let (vblk, wpad) = &mut *pv;
+        vblk.clear();
+        // Slots of a block are consecutive: a ring holds a whole number of blocks.
+        vblk.extend((base..base + span).step_by(V_BLOCK).map(|p| it.cache.value_index(it.cache.slot(it.layer, p), e0)));
+        wpad.clear();
+        wpad.resize(heads * span, 0.0);
+        for h in 0..heads {
+            wpad[h * span + it.first - base..][..n].copy_from_slice(&scores[h * n..(h + 1) * n]);
+        }
+        f(vblk, wpad, span)
+    })
+}
+
 /// llama.cpp's attention arithmetic one head at a time, portable (`f32::mul_add` for its
 /// FMAs): the bits of the AVX-512 kernel, which documents the steps.
 mod ggml {
@@ -177,7 +207,7 @@ mod ggml {
     pub(super) fn attend(it: &Item, q: &[f32], scores: &mut [f32], o: &mut [f32]) {
         let sh = it.sh;
         let (hd, hdv) = (sh.head_dim, sh.head_dim_v);
-        let (kw, vw) = (sh.n_kv_head * hd, sh.n_kv_head * hdv);
+        let kw = sh.n_kv_head * hd;
         let keys = it.cache.keys(it.layer);
         let values = it.cache.values(it.layer);
         let n = it.pos + 1 - it.first;
@@ -193,9 +223,9 @@ mod ggml {
             for (j, &p) in scores.iter().enumerate() {
                 let pos = it.first + j;
                 let slot = it.cache.slot(it.layer, pos);
-                let v = &values[slot * vw + it.kvh * hdv + c0..][..w];
                 let a = &mut acc[pos % 16];
-                for (a, v) in a.iter_mut().zip(v) {
+                for (e, a) in a.iter_mut().enumerate().take(w) {
+                    let v = values[it.cache.value_index(slot, it.kvh * hdv + c0 + e)];
                     *a = v.to_f32().mul_add(p, *a);
                 }
             }
@@ -281,7 +311,7 @@ mod ggml {
 #[cfg(target_arch = "x86_64")]
 mod x256 {
     use super::super::ops::exp_neg as exp;
-    use super::{Item, Kernel};
+    use super::{pv_plan, Item, Kernel};
     use std::arch::x86_64::*;
 
     pub fn kernel(sh: &super::AttnShape) -> Option<Kernel> {
@@ -306,7 +336,7 @@ mod x256 {
         let keys = it.cache.keys(it.layer);
         let values = it.cache.values(it.layer);
         let n = it.pos + 1 - it.first;
-        assert!(q.len() >= heads * hd && o.len() >= heads * hd && scores.len() >= heads * n);
+        assert!(q.len() >= heads * hd && o.len() >= heads * hd && scores.len() >= heads * n && hd.is_multiple_of(4));
         let widen = |p: *const half::f16| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
         // Scores, 8 heads per pass over the keys.
         for h0 in (0..heads).step_by(8) {
@@ -337,29 +367,27 @@ mod x256 {
             let inv = 1.0 / sum;
             s.iter_mut().for_each(|v| *v = half::f16::from_f32(*v * inv).to_f32());
         }
-        // Σ p·v: 3 heads × 32 columns of accumulators per pass over the values.
-        for h0 in (0..heads).step_by(3) {
-            let hs = 3.min(heads - h0);
-            for c0 in (0..hd).step_by(32) {
-                let mut acc = [[_mm256_setzero_ps(); 4]; 3];
-                for j in 0..n {
-                    let slot = it.cache.slot(it.layer, it.first + j);
-                    let vp = values[slot * w + it.kvh * hd + c0..][..32].as_ptr();
-                    let v: [__m256; 4] = std::array::from_fn(|c| widen(vp.add(8 * c)));
-                    for (h, a) in acc.iter_mut().enumerate().take(hs) {
-                        let p = _mm256_set1_ps(*scores.get_unchecked((h0 + h) * n + j));
-                        for c in 0..4 {
-                            a[c] = _mm256_fmadd_ps(p, v[c], a[c]);
+        // Σ p·v over the transposed values (`kv`): per head and four dimensions, sixteen
+        // positions a step in two 8-lane halves, each dimension's lanes added at the end.
+        pv_plan(it, it.kvh * hd, scores, heads, |vblk, wpad, span| {
+            for h in 0..heads {
+                for d0 in (0..hd).step_by(4) {
+                    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+                    for (b, &vb) in vblk.iter().enumerate() {
+                        let wp = wpad.as_ptr().add(h * span + 16 * b);
+                        let w = [_mm256_loadu_ps(wp), _mm256_loadu_ps(wp.add(8))];
+                        for (d, a) in acc.iter_mut().enumerate() {
+                            let vp = values.as_ptr().add(vb + (d0 + d) * 16);
+                            a[0] = _mm256_fmadd_ps(widen(vp), w[0], a[0]);
+                            a[1] = _mm256_fmadd_ps(widen(vp.add(8)), w[1], a[1]);
                         }
                     }
-                }
-                for (h, a) in acc.iter().enumerate().take(hs) {
-                    for (c, ac) in a.iter().enumerate() {
-                        _mm256_storeu_ps(o.as_mut_ptr().add((h0 + h) * hd + c0 + 8 * c), *ac);
+                    for (d, a) in acc.iter().enumerate() {
+                        *o.get_unchecked_mut(h * hd + d0 + d) = hsum(_mm256_add_ps(a[0], a[1]));
                     }
                 }
             }
-        }
+        });
     }
 }
 
@@ -432,19 +460,12 @@ mod x512 {
                     let p = it.first + j0 + j;
                     // Key rows 16 positions ahead: a thread's rows of one KV head lie a row
                     // apart, a stride the hardware prefetcher left waiting on memory once the
-                    // caches outgrow L3. Value rows of 4 lines or more, into L2 for Σ p·v, whose
-                    // 16-lane passes would take them a line at a time. (`cargo bench --bench
-                    // attention`, depth 2048, alternated in one process: 9-18% faster.)
+                    // caches outgrow L3 (`cargo bench --bench attention`, depth 2048,
+                    // alternated in one process: 6-18% faster).
                     if p + 16 <= it.pos {
                         let kp = keys.as_ptr().add(it.cache.slot(it.layer, p + 16) * kw + it.kvh * hd) as *const i8;
                         for l in (0..2 * hd).step_by(64) {
                             _mm_prefetch::<_MM_HINT_T0>(kp.add(l));
-                        }
-                    }
-                    if hd >= 128 {
-                        let vp = values.as_ptr().add(it.cache.slot(it.layer, p) * kw + it.kvh * hd) as *const i8;
-                        for l in (0..2 * hd).step_by(64) {
-                            _mm_prefetch::<_MM_HINT_T1>(vp.add(l));
                         }
                     }
                     let slot = it.cache.slot(it.layer, p);
@@ -468,41 +489,65 @@ mod x512 {
         for h in 0..heads {
             softmax_weights(&mut scores[h * n..(h + 1) * n], it.first);
         }
-        // Σ p·v, a 16-position block at a time so that lane l (position ≡ l mod 16) is a fixed
-        // register: rows[i] and the weights are laid out from the block holding `first`, the
-        // lanes outside first..=pos with weight 0 and the row of `pos` (fma(v, 0, acc) = acc:
-        // the sums never hold −0).
-        let base = it.first - it.first % 16;
-        let span = (it.pos + 1 - base).next_multiple_of(16);
-        PV.with(|pv| {
-            let mut pv = pv.borrow_mut();
-            let (rows, wpad) = &mut *pv;
-            rows.clear();
-            rows.extend((base..base + span).map(|p| {
-                let p = if p < it.first || p > it.pos { it.pos } else { p };
-                values.as_ptr().add(it.cache.slot(it.layer, p) * kw + it.kvh * hd) as usize
-            }));
-            wpad.clear();
-            wpad.resize(span, 0.0);
-            for h in 0..heads {
-                wpad[it.first - base..it.pos + 1 - base].copy_from_slice(&scores[h * n..(h + 1) * n]);
-                for c in 0..NC {
-                    let mut acc = [_mm512_setzero_ps(); 16];
-                    for (rb, wb) in rows.chunks_exact(16).zip(wpad.chunks_exact(16)) {
-                        for (a, (&row, &wt)) in acc.iter_mut().zip(rb.iter().zip(wb)) {
-                            *a = _mm512_fmadd_ps(widen(row as *const half::f16, c), _mm512_set1_ps(wt), *a);
-                        }
-                    }
-                    _mm512_storeu_ps(o.as_mut_ptr().add(h * hd + 16 * c), hsum_lanes(&acc));
+        // Σ p·v over the transposed values: lane l of a dimension's accumulator sums the
+        // positions ≡ l (mod 16) in order, then [`hsum16`] adds each dimension's lanes by
+        // [`tree16`] (what `hsum_lanes` did across sixteen row-wise accumulators). Up to 3 heads
+        // × 8 dimensions of accumulators per pass, so each widened vector of 16 positions
+        // serves every head of the pass.
+        super::pv_plan(it, it.kvh * hd, scores, heads, |vblk, wpad, span| {
+            let mut h0 = 0;
+            while h0 < heads {
+                let ht = 3.min(heads - h0);
+                let tile = Tile { values: values.as_ptr(), vblk, wpad, span, h0, hd };
+                match ht {
+                    3 => pv_tile::<NC, 3>(&tile, o),
+                    2 => pv_tile::<NC, 2>(&tile, o),
+                    _ => pv_tile::<NC, 1>(&tile, o),
                 }
+                h0 += ht;
             }
         });
     }
 
+    /// What [`pv_tile`] reads: the layer's values, [`super::pv_plan`]'s blocks and weights,
+    /// and the pass's first head.
+    struct Tile<'a> {
+        values: *const half::f16,
+        vblk: &'a [usize],
+        wpad: &'a [f32],
+        span: usize,
+        h0: usize,
+        hd: usize,
+    }
 
-    thread_local! {
-        /// Σ p·v's value-row addresses and zero-padded weights of one item.
-        static PV: std::cell::RefCell<(Vec<usize>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Heads h0..h0 + HT of Σ p·v into `o` (head h at `h·hd`), 16 dimensions per pass over the
+    /// blocks in two halves of 8.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    unsafe fn pv_tile<const NC: usize, const HT: usize>(t: &Tile, o: &mut [f32]) {
+        debug_assert!(o.len() >= (t.h0 + HT) * t.hd && t.wpad.len() >= (t.h0 + HT) * t.span);
+        for g in 0..NC {
+            let mut sums = [[_mm512_setzero_ps(); 16]; HT];
+            for half in 0..2 {
+                let d0 = 16 * g + 8 * half;
+                let mut acc = [[_mm512_setzero_ps(); 8]; HT];
+                for (b, &vb) in t.vblk.iter().enumerate() {
+                    let w: [__m512; HT] = std::array::from_fn(|h| _mm512_loadu_ps(t.wpad.as_ptr().add((t.h0 + h) * t.span + 16 * b)));
+                    for d in 0..8 {
+                        let v = _mm512_cvtph_ps(_mm256_loadu_si256(t.values.add(vb + (d0 + d) * 16) as *const __m256i));
+                        for (a, wh) in acc.iter_mut().zip(&w) {
+                            a[d] = _mm512_fmadd_ps(v, *wh, a[d]);
+                        }
+                    }
+                }
+                for (s, a) in sums.iter_mut().zip(&acc) {
+                    s[8 * half..8 * half + 8].copy_from_slice(a);
+                }
+            }
+            for (h, s) in sums.iter().enumerate() {
+                _mm512_storeu_ps(o.as_mut_ptr().add((t.h0 + h) * t.hd + 16 * g), hsum16(s));
+            }
+        }
     }
 
     /// [`tree16`] of a vector's lanes.
@@ -538,15 +583,6 @@ mod x512 {
         let f = _mm512_add_ps(_mm512_shuffle_ps::<0b10_00_10_00>(u[0], u[1]), _mm512_shuffle_ps::<0b11_01_11_01>(u[0], u[1]));
         let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         _mm512_permutexvar_ps(idx, f)
-    }
-
-    /// [`hsum`] of each element across sixteen vectors: the same tree, element-wise.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn hsum_lanes(a: &[__m512; 16]) -> __m512 {
-        let h: [__m512; 8] = std::array::from_fn(|i| _mm512_add_ps(a[i], a[i + 8]));
-        let q: [__m512; 4] = std::array::from_fn(|i| _mm512_add_ps(h[i], h[i + 4]));
-        _mm512_add_ps(_mm512_add_ps(q[0], q[2]), _mm512_add_ps(q[1], q[3]))
     }
 
     /// [`ggml::softmax_weights`](super::ggml) sixteen cells at a time: the same bits.
@@ -774,16 +810,20 @@ mod tests {
                 scale: 1.0 / (hd as f32).sqrt(),
                 window,
             };
-            let (kw, n_pos) = (n_kv_head * hd, 37);
-            let mut cache = KvCache::new(&[window], kw, kw, 64);
-            cache.reserve(n_pos).unwrap();
+            // Windowed layers run past their ring (window + MAX_BATCH slots, rounded to value
+            // blocks), so that it wraps.
+            let kw = n_kv_head * hd;
+            let (n_pos, capacity) = if window.is_some() { (300, 512) } else { (37, 64) };
+            let mut cache = KvCache::new(&[window], kw, kw, capacity);
             for pos in 0..n_pos {
                 let k: Vec<f32> = (0..kw).map(|_| 3.0 * rnd()).collect();
                 let v: Vec<f32> = (0..kw).map(|_| rnd()).collect();
+                cache.reserve(1).unwrap();
                 cache.store(0, pos, &k, &v);
+                cache.advance(1);
             }
-            // A prompt batch (positions 20..37) and one decode step (position 36).
-            for (start, n_tok) in [(20, 17), (36, 1)] {
+            // A prompt batch (the last 17 positions) and one decode step (the last position).
+            for (start, n_tok) in [(n_pos - 17, 17), (n_pos - 1, 1)] {
                 let q: Vec<f32> = (0..n_tok * n_head * hd).map(|_| rnd()).collect();
                 let mut got = vec![f32::NAN; n_tok * n_head * hd];
                 attention(&pool, &cache, 0, start, n_tok, &q, &mut got, &sh);

@@ -1,12 +1,19 @@
 //! The KV cache of one sequence: per layer, the keys and values attention reads.
 //!
-//! Layout per layer: `k[slot][kv_head][head_dim]` and `v[slot][kv_head][head_dim_v]`, f16 as in
-//! llama.cpp's default cache (half the memory of f32; attention widens them as it reads).
+//! Layout per layer, f16 as in llama.cpp's default cache (half the memory of f32; attention
+//! widens them as it reads):
+//! - keys `k[slot][kv_head][head_dim]`;
+//! - values transposed in blocks of [`V_BLOCK`] slots, `v[slot / 16][kv_head][head_dim_v][slot
+//!   % 16]` ([`KvCache::value_index`]), as llama.cpp transposes its V cache: Σ p·v then loads
+//!   sixteen positions of one dimension at once, and each widened vector serves every query
+//!   head of its KV head. Blocks are appended as the cache grows.
+//!
 //! Full-attention layers keep every position (`slot = pos`). Sliding-window layers only ever
 //! read the last `window` positions, so they keep a ring of `window + MAX_BATCH` slots
-//! (`slot = pos % ring`): enough for a whole batch to be stored before it attends. For
-//! gemma3 at 32k context that is 5/6 of the layers holding 768 positions instead of 32,768.
-//! Storage grows in chunks as positions arrive, never beyond what a layer can use.
+//! (`slot = pos % ring`, the ring a whole number of value blocks): enough for a whole batch to
+//! be stored before it attends. For gemma3 at 32k context that is 5/6 of the layers holding
+//! 768 positions instead of 32,768. Storage grows in chunks as positions arrive, never beyond
+//! what a layer can use.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -15,6 +22,9 @@ use super::MAX_BATCH;
 use crate::error::{EngineError, Result};
 
 const GROW_CHUNK: usize = 256;
+
+/// Slots per block of the value layout: a ring's slot keeps its position's lane (`pos % 16`).
+pub const V_BLOCK: usize = 16;
 
 struct Layer {
     /// Slots this layer can hold: the context length, or `window + MAX_BATCH` for a ring.
@@ -38,7 +48,7 @@ impl KvCache {
         let layers = windows
             .iter()
             .map(|&window| Layer {
-                slots: window.map_or(capacity, |w| (w + MAX_BATCH).min(capacity)),
+                slots: window.map_or(capacity, |w| (w + MAX_BATCH).next_multiple_of(V_BLOCK).min(capacity)),
                 window,
                 k: Vec::new(),
                 v: Vec::new(),
@@ -89,7 +99,7 @@ impl KvCache {
             let want = (need.div_ceil(GROW_CHUNK) * GROW_CHUNK).min(l.slots);
             if want > have {
                 l.k.resize(want * kw, f16::ZERO);
-                l.v.resize(want * vw, f16::ZERO);
+                l.v.resize(want.next_multiple_of(V_BLOCK) * vw, f16::ZERO);
             }
         }
         Ok(())
@@ -107,7 +117,10 @@ impl KvCache {
         let s = self.slot(layer, pos);
         let l = &mut self.layers[layer];
         l.k[s * kw..(s + 1) * kw].convert_from_f32_slice(k);
-        l.v[s * vw..(s + 1) * vw].convert_from_f32_slice(v);
+        let at = (s / V_BLOCK) * vw * V_BLOCK + s % V_BLOCK;
+        for (dst, &x) in l.v[at..].iter_mut().step_by(V_BLOCK).zip(&v[..vw]) {
+            *dst = f16::from_f32(x);
+        }
     }
 
     /// Marks `n` more positions as filled (after every layer has stored them).
@@ -120,9 +133,17 @@ impl KvCache {
         &self.layers[layer].k
     }
 
-    /// Values of `layer`, indexed by [`KvCache::slot`].
+    /// Values of `layer`: element `e` of slot `s` (see [`KvCache::slot`]) at
+    /// [`KvCache::value_index`]`(s, e)`.
     pub fn values(&self, layer: usize) -> &[f16] {
         &self.layers[layer].v
+    }
+
+    /// Where element `e` (of the `v_width` a position holds) of slot `slot` lies in
+    /// [`KvCache::values`]: blocks of [`V_BLOCK`] slots, dimension-major inside a block.
+    #[inline]
+    pub fn value_index(&self, slot: usize, e: usize) -> usize {
+        ((slot / V_BLOCK) * self.v_width + e) * V_BLOCK + slot % V_BLOCK
     }
 
     /// Bytes held by the cache now.
@@ -149,10 +170,36 @@ mod tests {
         for pos in 2000 - 4 - MAX_BATCH..2000 {
             assert_eq!(c.keys(1)[c.slot(1, pos)].to_f32(), pos as f32);
         }
-        assert!(c.keys(1).len() <= 4 + MAX_BATCH);
+        assert!(c.keys(1).len() <= (4 + MAX_BATCH).next_multiple_of(V_BLOCK));
         // Going back further than the ring remembers starts over; a short step back keeps it.
         assert_eq!(c.truncate(1990), 1990);
         assert_eq!(c.truncate(10), 0);
+    }
+
+    #[test]
+    fn values_lie_in_blocks_of_sixteen_slots_and_keep_their_lane_in_a_ring() {
+        // Two values a position, a full layer and a ring of window 5 (21 + MAX_BATCH slots
+        // rounded to whole blocks).
+        let mut c = KvCache::new(&[None, Some(5)], 1, 2, 1000);
+        for pos in 0..700 {
+            c.reserve(1).unwrap();
+            let v = [pos as f32, -(pos as f32)];
+            c.store(0, pos, &[0.0], &v);
+            c.store(1, pos, &[0.0], &v);
+            c.advance(1);
+        }
+        for layer in 0..2 {
+            for pos in 700 - 5..700 {
+                let s = c.slot(layer, pos);
+                assert_eq!(s % V_BLOCK, pos % V_BLOCK, "layer {layer} pos {pos}");
+                let vals = c.values(layer);
+                assert_eq!((vals[c.value_index(s, 0)].to_f32(), vals[c.value_index(s, 1)].to_f32()), (pos as f32, -(pos as f32)));
+            }
+        }
+        // Slot 17's second value: block 1, dimension 1, lane 1.
+        assert_eq!(c.value_index(17, 1), (2 + 1) * 16 + 1);
+        assert_eq!(c.values(0)[c.value_index(17, 1)].to_f32(), -17.0);
+        assert_eq!(c.values(1).len() % (2 * V_BLOCK), 0);
     }
 
     #[test]

@@ -149,6 +149,7 @@ fn tree16(x: &[f32; 16]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
+#[cfg(target_arch = "x86_64")]
 thread_local! {
     /// Σ p·v's plan for one item (see [`pv_plan`]).
     static PV: RefCell<(Vec<usize>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -160,6 +161,7 @@ thread_local! {
 /// (`scores`: `heads` rows of `pos + 1 − first` weights) its weights over the `span` positions
 /// of the blocks, zero outside first..=pos. A zero weight leaves a sum as it is (the slot's
 /// value is finite: a ring's older position or a zero-filled one).
+#[cfg(target_arch = "x86_64")]
 fn pv_plan<R>(it: &Item, e0: usize, scores: &[f32], heads: usize, f: impl FnOnce(&[usize], &[f32], usize) -> R) -> R {
     let n = it.pos + 1 - it.first;
     let base = it.first - it.first % V_BLOCK;

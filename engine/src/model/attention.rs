@@ -11,7 +11,9 @@ use half::f16;
 
 use kiln_kernels::ThreadPool;
 
-use super::kv::{KvCache, V_BLOCK};
+use super::kv::KvCache;
+#[cfg(target_arch = "x86_64")]
+use super::kv::V_BLOCK;
 use super::ops::SharedMut;
 
 #[derive(Clone, Copy, Debug)]

@@ -310,8 +310,8 @@ mod ggml {
 
 /// AVX2 attention for head sizes that are multiples of 32 up to 512, the AVX-512 kernel's shape
 /// with 8-lane registers: each f16 key row widened once for up to 8 heads of the item (one
-/// accumulator per head), softmax, then Σ p·v over 32-column blocks of the values for up to 3
-/// heads at a time (12 accumulators), scaled by 1/Σp.
+/// accumulator per head), softmax, then Σ p·v per head and four dimensions over the transposed
+/// values, sixteen positions a step in two 8-lane halves.
 #[cfg(target_arch = "x86_64")]
 mod x256 {
     use super::super::ops::exp_neg as exp;
@@ -495,9 +495,9 @@ mod x512 {
         }
         // Σ p·v over the transposed values: lane l of a dimension's accumulator sums the
         // positions ≡ l (mod 16) in order, then [`hsum16`] adds each dimension's lanes by
-        // [`tree16`] (what `hsum_lanes` did across sixteen row-wise accumulators). Up to 3 heads
-        // × 8 dimensions of accumulators per pass, so each widened vector of 16 positions
-        // serves every head of the pass.
+        // [`tree16`]: tinyBLAS's order for a product whose inner dimension is the cache cells,
+        // and the portable kernel's. Up to 3 heads × 8 dimensions of accumulators per pass, so
+        // each widened vector of 16 positions serves every head of the pass.
         super::pv_plan(it, it.kvh * hd, scores, heads, |vblk, wpad, span| {
             let mut h0 = 0;
             while h0 < heads {

@@ -35,6 +35,10 @@ fn check(name: &str) {
     assert_eq!((rate.bytes_per_token, rate.dispatches, rate.tokens), (want, stream.dispatches(), 3));
     assert!(rate.read_gb_s > 0.0 && rate.decode_tok_s > 0.0 && rate.share > 0.0, "{name}: {rate:?}");
     assert!((rate.share - rate.decode_tok_s / rate.read_tok_s).abs() < 1e-9);
+    // A run past the context is refused before any work: depth, one untimed step, the timed ones.
+    let n_ctx = model.info().n_ctx_train;
+    assert!(kiln_engine::bench::check_stream(&model, n_ctx - 5, 4).is_ok());
+    assert!(kiln_engine::bench::stream(&model, n_ctx - 4, 4).is_err());
 }
 
 #[test]

@@ -147,14 +147,20 @@ pub fn run(model: &Model, name: &str, pp: usize, tg: usize, depth: usize, reps: 
     })
 }
 
+/// Rejects a [`stream`] run that does not fit the model's context: `depth` context tokens, then
+/// an untimed step and `tokens` timed ones.
+pub fn check_stream(model: &Model, depth: usize, tokens: usize) -> Result<()> {
+    check_fits(model.info().n_ctx_train.max(1), depth, 0, tokens.max(1) + 1)
+}
+
 /// `tokens` decode steps after `depth` context tokens, each followed by a read of one step's
 /// weights with no arithmetic ([`Model::read_weight_stream`]); one untimed pair first. A step
 /// and a read take milliseconds, so each pair sees the same state of a VM's memory, whose speed
 /// changes from one second to the next: the share is how close decode runs to what the memory
 /// gives this engine's reads at that moment, on any machine.
 pub fn stream(model: &Model, depth: usize, tokens: usize) -> Result<StreamRate> {
+    check_stream(model, depth, tokens)?;
     let tokens = tokens.max(1);
-    check_fits(model.info().n_ctx_train.max(1), depth, 0, tokens + 1)?;
     let weights = model.weight_stream()?;
     let (context, _) = context_and_prompt(model.info().n_vocab, depth, 0);
     let gen = self::tokens(model.info().n_vocab, tokens + 1);

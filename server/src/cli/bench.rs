@@ -54,6 +54,10 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
     let model = Model::load(model_path, &LoadOptions { threads: args.threads, ..Default::default() })
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if args.stream > 0 {
+        // Before the other tests, which take a while.
+        kiln_engine::bench::check_stream(&model, args.depth, args.stream)?;
+    }
     let mut r = match args.device {
         super::run::Device::Cpu => kiln_engine::bench::run(&model, &name, args.n_prompt, args.n_gen, args.depth, args.repetitions)?,
         super::run::Device::Gpu(adapter) => gpu_bench(&model, adapter, &name, &args)?,

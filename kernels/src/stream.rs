@@ -12,6 +12,7 @@
 //! the same barriers, with nothing computed and nothing in between.
 use crate::pool::ThreadPool;
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One dispatch's weights as (address, bytes), one entry per product.
@@ -54,32 +55,37 @@ pub(crate) fn note<'a>(weights: impl Iterator<Item = &'a [u8]>) {
     });
 }
 
-/// The recorded dispatches as slices of `arena`, or None where a range lies outside it.
-pub fn within<'a>(arena: &'a [u8], dispatches: &[Dispatch]) -> Option<Vec<Vec<&'a [u8]>>> {
+/// A dispatch's products as byte ranges of one arena (the model's data).
+pub type Ranges = Vec<Range<usize>>;
+
+/// The recorded dispatches as byte ranges of `arena`, or None where one lies outside it.
+pub fn within(arena: &[u8], dispatches: &[Dispatch]) -> Option<Vec<Ranges>> {
     let base = arena.as_ptr() as usize;
-    let slice = |&(a, n): &(usize, usize)| {
+    let range = |&(a, n): &(usize, usize)| {
         let at = a.checked_sub(base)?;
-        arena.get(at..at.checked_add(n)?)
+        let end = at.checked_add(n)?;
+        (end <= arena.len()).then_some(at..end)
     };
-    dispatches.iter().map(|d| d.iter().map(slice).collect()).collect()
+    dispatches.iter().map(|d| d.iter().map(range).collect()).collect()
 }
 
-/// Reads every dispatch's bytes once on `pool`, one dispatch after the other: the lines of a
-/// dispatch (line i of a slice is its bytes from 64·i) are cut into one contiguous run per
-/// thread, and each line is read with one load of up to 8 bytes. Returns the xor of those
-/// words (little-endian, zero-padded where a slice ends inside them), which [`checksum`] gives
-/// too, so that no load can be left out.
-pub fn read(pool: &ThreadPool, dispatches: &[Vec<&[u8]>]) -> u64 {
+/// Reads every dispatch's bytes of `arena` once on `pool`, one dispatch after the other: the
+/// lines of a dispatch (line i of a range is its bytes from 64·i) are cut into one contiguous
+/// run per thread, and each line is read with one load of up to 8 bytes. Returns the xor of
+/// those words (little-endian, zero-padded where a range ends inside them), which [`checksum`]
+/// gives too, so that no load can be left out. Ranges outside `arena` read as empty.
+pub fn read(pool: &ThreadPool, arena: &[u8], dispatches: &[Ranges]) -> u64 {
+    let bytes = |r: &Range<usize>| arena.get(r.clone()).unwrap_or_default();
     let all = AtomicU64::new(0);
     for d in dispatches {
-        let lines: usize = d.iter().map(|s| s.len().div_ceil(LINE)).sum();
+        let lines: usize = d.iter().map(|r| bytes(r).len().div_ceil(LINE)).sum();
         if lines == 0 {
             continue;
         }
         pool.run(|t, nt| {
             let (mut l0, mut l1) = (lines * t / nt, lines * (t + 1) / nt);
             let mut x = 0u64;
-            for s in d {
+            for s in d.iter().map(bytes) {
                 let n = s.len().div_ceil(LINE);
                 if l0 < n && l0 < l1 {
                     let end = n.min(l1);
@@ -95,8 +101,8 @@ pub fn read(pool: &ThreadPool, dispatches: &[Vec<&[u8]>]) -> u64 {
 }
 
 /// What [`read`] returns, computed on one thread.
-pub fn checksum(dispatches: &[Vec<&[u8]>]) -> u64 {
-    dispatches.iter().flatten().fold(0, |x, s| x ^ lines_xor(s))
+pub fn checksum(arena: &[u8], dispatches: &[Ranges]) -> u64 {
+    dispatches.iter().flatten().fold(0, |x, r| x ^ lines_xor(arena.get(r.clone()).unwrap_or_default()))
 }
 
 /// The xor of the first (up to) 8 bytes of each 64-byte line of `s`.
@@ -130,18 +136,18 @@ mod tests {
     #[test]
     fn every_line_is_read_once_whatever_the_threads() {
         let a = bytes(64 * 1000 + 37, 1);
-        // Slices that start and end inside lines, one shorter than a word, and an empty one.
-        let d: Vec<Vec<&[u8]>> = vec![vec![&a[5..64 * 300 + 11], &a[64 * 300 + 11..64 * 300 + 14]], vec![], vec![&a[..0], &a[64 * 301..]]];
-        let want = checksum(&d);
+        // Ranges that start and end inside lines, one shorter than a word, and an empty one.
+        let d: Vec<Ranges> = vec![vec![5..64 * 300 + 11, 64 * 300 + 11..64 * 300 + 14], vec![], vec![0..0, 64 * 301..a.len()]];
+        let want = checksum(&a, &d);
         assert_ne!(want, 0);
         for nt in 1..=5 {
             let pool = ThreadPool::new(nt);
-            assert_eq!(read(&pool, &d), want, "{nt} threads");
+            assert_eq!(read(&pool, &a, &d), want, "{nt} threads");
         }
         // A line read twice, or one left out, would change the xor.
         let mut extra = d.clone();
-        extra[1].push(&a[64 * 7..64 * 8]);
-        assert_ne!(checksum(&extra), want);
+        extra[1].push(64 * 7..64 * 8);
+        assert_ne!(checksum(&a, &extra), want);
         // A 3-byte slice is its bytes, little-endian.
         assert_eq!(lines_xor(&[1, 2, 3]), 0x030201);
     }
@@ -172,7 +178,7 @@ mod tests {
         assert!(LOG.with_borrow(|l| l.is_none()));
         // Ranges map back into the buffer that holds them, and nowhere else.
         let got = within(&w1, &outer[1..]).unwrap();
-        assert_eq!(got[0][0].as_ptr(), w1.as_ptr());
+        assert_eq!(got[0][0], 0..w1.len());
         assert!(within(&w1, &outer).is_none());
     }
 }

@@ -256,18 +256,14 @@ impl Model {
         done?;
         let data = self.gguf.data();
         let outside = || EngineError::BadModel("a decode product read bytes outside the model's weights".into());
-        let slices = kiln_kernels::stream::within(data, &log).ok_or_else(outside)?;
-        let base = data.as_ptr() as usize;
-        let dispatches = slices.iter().map(|d| d.iter().map(|s| s.as_ptr() as usize - base..s.as_ptr() as usize - base + s.len()).collect()).collect();
+        let dispatches = kiln_kernels::stream::within(data, &log).ok_or_else(outside)?;
         Ok(WeightStream { dispatches })
     }
 
     /// Reads a [`WeightStream`]'s bytes on this model's threads, with no arithmetic
     /// (`kiln_kernels::stream::read`); returns that function's checksum.
     pub fn read_weight_stream(&self, stream: &WeightStream) -> u64 {
-        let data = self.gguf.data();
-        let dispatches: Vec<Vec<&[u8]>> = stream.dispatches.iter().map(|d| d.iter().filter_map(|r| data.get(r.clone())).collect()).collect();
-        kiln_kernels::stream::read(&self.exec().pool, &dispatches)
+        kiln_kernels::stream::read(&self.exec().pool, self.gguf.data(), &stream.dispatches)
     }
 }
 
@@ -275,7 +271,7 @@ impl Model {
 /// byte ranges of the model's data: see [`Model::weight_stream`].
 #[derive(Clone, Debug)]
 pub struct WeightStream {
-    dispatches: Vec<Vec<std::ops::Range<usize>>>,
+    dispatches: Vec<kiln_kernels::stream::Ranges>,
 }
 
 impl WeightStream {
@@ -290,7 +286,7 @@ impl WeightStream {
     }
 
     /// Each dispatch's products, as byte ranges of the model's data.
-    pub fn ranges(&self) -> &[Vec<std::ops::Range<usize>>] {
+    pub fn ranges(&self) -> &[kiln_kernels::stream::Ranges] {
         &self.dispatches
     }
 }

@@ -56,6 +56,7 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
     let name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if args.stream > 0 {
         // Before the other tests, which take a while.
+        anyhow::ensure!(matches!(args.device, super::run::Device::Cpu), "--stream measures the CPU's decode only");
         kiln_engine::bench::check_stream(&model, args.depth, args.stream)?;
     }
     let mut r = match args.device {
@@ -63,7 +64,6 @@ pub fn bench(args: BenchArgs, models: Option<std::path::PathBuf>) -> Result<()> 
         super::run::Device::Gpu(adapter) => gpu_bench(&model, adapter, &name, &args)?,
     };
     if args.stream > 0 {
-        anyhow::ensure!(matches!(args.device, super::run::Device::Cpu), "--stream measures the CPU's decode only");
         r.stream = Some(kiln_engine::bench::stream(&model, args.depth, args.stream)?);
     }
     if args.json {
